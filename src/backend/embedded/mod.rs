@@ -1,0 +1,3 @@
+//! The embedded broker core: a persistent single-node Kafka-compatible broker.
+pub mod groups;
+pub mod log;

@@ -1,0 +1,18 @@
+//! kgate: a Kafka-protocol security gateway with an embedded single-node broker.
+//!
+//! Module map (data flows top to bottom, see README.md):
+//! - [`config`]: the TOML tree, defaults, and `validate()` that reports every problem at once.
+//! - [`protocol`]: no I/O. Framing, header decode, the api-version table, response encoding.
+//! - [`listener`]: accept loop, connection tracking, graceful shutdown.
+//! - [`session`]: one connection's request loop (ApiVersions, ordering, bad input handling).
+//! - [`backend`]: the `Backend` trait; `embedded` is the built-in broker core.
+//! - [`app`]: the one place that wires the modules together.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod listener;
+pub mod protocol;
+pub mod session;
