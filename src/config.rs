@@ -1,0 +1,377 @@
+//! Configuration: a TOML tree with Kafka's vocabulary, defaults that need no file, and
+//! `validate()` that reports every problem at once before any port is bound.
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::StartupError;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where topics, committed offsets and broker metadata live.
+    pub data_dir: PathBuf,
+    pub listeners: Vec<ListenerConfig>,
+    pub broker: BrokerConfig,
+    pub network: NetworkConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            listeners: vec![ListenerConfig::default()],
+            broker: BrokerConfig::default(),
+            network: NetworkConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    #[serde(rename = "PLAINTEXT")]
+    Plaintext,
+    #[serde(rename = "SSL")]
+    Ssl,
+    #[serde(rename = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    #[serde(rename = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Kafka's listener name, e.g. PLAINTEXT or EXTERNAL.
+    pub name: String,
+    /// The local address to listen on, `IP:PORT`.
+    pub bind: String,
+    /// `HOST:PORT` given to clients in Metadata and FindCoordinator. Defaults to `bind`.
+    #[serde(default)]
+    pub advertised: Option<String>,
+    #[serde(default = "default_security_protocol")]
+    pub security_protocol: SecurityProtocol,
+}
+
+fn default_security_protocol() -> SecurityProtocol {
+    SecurityProtocol::Plaintext
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            name: "PLAINTEXT".into(),
+            bind: "127.0.0.1:9092".into(),
+            advertised: None,
+            security_protocol: SecurityProtocol::Plaintext,
+        }
+    }
+}
+
+impl ListenerConfig {
+    /// The advertised `(host, port)`; only meaningful after `validate()` succeeded.
+    pub fn advertised_host_port(&self) -> (String, i32) {
+        let text = self.advertised.as_deref().unwrap_or(&self.bind);
+        split_host_port(text)
+            .map(|(h, p)| (h.to_string(), i32::from(p)))
+            .unwrap_or_default()
+    }
+}
+
+/// The embedded broker's settings, named after Kafka's broker configs (dots become underscores).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// broker.id / node.id.
+    pub node_id: i32,
+    /// auto.create.topics.enable: Metadata and Produce create unknown topics.
+    pub auto_create_topics: bool,
+    /// num.partitions: partitions of auto-created topics and of CreateTopics with -1.
+    pub num_partitions: i32,
+    /// log.segment.bytes
+    pub log_segment_bytes: u64,
+    /// log.roll.ms
+    pub log_roll_ms: i64,
+    /// log.retention.ms (-1: keep forever)
+    pub log_retention_ms: i64,
+    /// log.retention.bytes per partition (-1: no limit)
+    pub log_retention_bytes: i64,
+    /// log.retention.check.interval.ms
+    pub log_retention_check_interval_ms: u64,
+    /// message.max.bytes: the largest record batch accepted.
+    pub message_max_bytes: usize,
+    /// group.initial.rebalance.delay.ms
+    pub group_initial_rebalance_delay_ms: u64,
+    /// group.min.session.timeout.ms
+    pub group_min_session_timeout_ms: i32,
+    /// group.max.session.timeout.ms
+    pub group_max_session_timeout_ms: i32,
+    /// offsets.retention.minutes
+    pub offsets_retention_minutes: i64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            auto_create_topics: true,
+            num_partitions: 1,
+            log_segment_bytes: 1 << 30,
+            log_roll_ms: 7 * 24 * 3600 * 1000,
+            log_retention_ms: 7 * 24 * 3600 * 1000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
+            message_max_bytes: 1_048_588,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_minutes: 7 * 24 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// socket.request.max.bytes: a larger frame closes the connection.
+    pub socket_request_max_bytes: usize,
+    /// How long SIGTERM waits for in-flight requests before closing connections.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            socket_request_max_bytes: 104_857_600,
+            shutdown_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file; every problem is reported at once.
+    pub fn load(path: &Path) -> Result<Config, StartupError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            StartupError::InvalidConfig(vec![format!("cannot read {}: {e}", path.display())])
+        })?;
+        Config::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, StartupError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| StartupError::InvalidConfig(vec![e.to_string()]))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), StartupError> {
+        let mut problems = Vec::new();
+        if self.listeners.is_empty() {
+            problems.push("no [[listeners]]: add at least one, e.g. name = \"PLAINTEXT\", bind = \"127.0.0.1:9092\"".into());
+        }
+        let mut names = HashSet::new();
+        let mut binds = HashSet::new();
+        for l in &self.listeners {
+            let who = format!("listener {:?}", l.name);
+            if l.name.is_empty()
+                || !l
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                problems.push(format!("{who}: the name must be letters, digits, '_' or '-' (like Kafka's listener names)"));
+            }
+            if !names.insert(l.name.to_ascii_uppercase()) {
+                problems.push(format!(
+                    "{who}: the name is used twice; listener names must be unique"
+                ));
+            }
+            match l.bind.parse::<SocketAddr>() {
+                Ok(addr) => {
+                    if !binds.insert(addr) {
+                        problems.push(format!(
+                            "{who}: bind {} is used by another listener",
+                            l.bind
+                        ));
+                    }
+                }
+                Err(_) => problems.push(format!(
+                    "{who}: bind {:?} is not IP:PORT (e.g. \"127.0.0.1:9092\" or \"0.0.0.0:9092\")",
+                    l.bind
+                )),
+            }
+            let advertised = l.advertised.as_deref().unwrap_or(&l.bind);
+            match split_host_port(advertised) {
+                Some((host, port)) => {
+                    if host == "0.0.0.0" || host == "::" || host == "[::]" {
+                        problems.push(format!(
+                            "{who}: advertised host {host} is the non-routable meta-address; clients cannot connect to it. Set `advertised = \"HOST:PORT\"` to a name or address clients can reach"
+                        ));
+                    }
+                    if port == 0 && l.advertised.is_some() {
+                        problems.push(format!("{who}: advertised port 0 is not reachable; advertise the port clients connect to"));
+                    }
+                }
+                None => problems.push(format!("{who}: advertised {advertised:?} is not HOST:PORT")),
+            }
+            if l.security_protocol != SecurityProtocol::Plaintext {
+                problems.push(format!(
+                    "{who}: security_protocol {} is not available in this build yet; use PLAINTEXT",
+                    l.security_protocol.as_str()
+                ));
+            }
+        }
+        let b = &self.broker;
+        if b.node_id < 0 {
+            problems.push(format!("broker.node_id {} must be >= 0", b.node_id));
+        }
+        if b.num_partitions < 1 {
+            problems.push(format!(
+                "broker.num_partitions {} must be >= 1",
+                b.num_partitions
+            ));
+        }
+        if b.log_segment_bytes < 14 {
+            problems.push(format!(
+                "broker.log_segment_bytes {} must be >= 14 (Kafka's minimum)",
+                b.log_segment_bytes
+            ));
+        }
+        if b.log_roll_ms < 1 {
+            problems.push(format!("broker.log_roll_ms {} must be >= 1", b.log_roll_ms));
+        }
+        if b.log_retention_ms < -1 {
+            problems.push(format!(
+                "broker.log_retention_ms {} must be -1 (forever) or >= 0",
+                b.log_retention_ms
+            ));
+        }
+        if b.log_retention_bytes < -1 {
+            problems.push(format!(
+                "broker.log_retention_bytes {} must be -1 (no limit) or >= 0",
+                b.log_retention_bytes
+            ));
+        }
+        if b.log_retention_check_interval_ms < 1 {
+            problems.push("broker.log_retention_check_interval_ms must be >= 1".into());
+        }
+        if b.message_max_bytes < 64 {
+            problems.push(format!(
+                "broker.message_max_bytes {} is too small for any record batch",
+                b.message_max_bytes
+            ));
+        }
+        if b.group_min_session_timeout_ms > b.group_max_session_timeout_ms {
+            problems.push(format!(
+                "broker.group_min_session_timeout_ms {} is above group_max_session_timeout_ms {}",
+                b.group_min_session_timeout_ms, b.group_max_session_timeout_ms
+            ));
+        }
+        if b.offsets_retention_minutes < 1 {
+            problems.push("broker.offsets_retention_minutes must be >= 1".into());
+        }
+        if self.network.socket_request_max_bytes < 1024
+            || self.network.socket_request_max_bytes > i32::MAX as usize
+        {
+            problems.push(format!(
+                "network.socket_request_max_bytes {} must be between 1024 and {}",
+                self.network.socket_request_max_bytes,
+                i32::MAX
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(StartupError::InvalidConfig(problems))
+        }
+    }
+}
+
+/// Splits `host:port`, `[v6]:port`; `None` when there is no valid port.
+pub fn split_host_port(text: &str) -> Option<(&str, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    Some((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::parse(text) {
+            Err(StartupError::InvalidConfig(p)) => p,
+            other => panic!("expected invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(
+            c.listeners[0].advertised_host_port(),
+            ("127.0.0.1".to_string(), 9092)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let p = problems("[broker]\nnode_idd = 3\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("node_idd"), "{p:?}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let p = problems(
+            r#"
+            [[listeners]]
+            name = "A"
+            bind = "127.0.0.1:9"
+            advertised = "0.0.0.0:9"
+            [[listeners]]
+            name = "a"
+            bind = "nonsense"
+            [broker]
+            num_partitions = 0
+            node_id = -1
+            "#,
+        );
+        assert_eq!(p.len(), 5, "{p:#?}");
+        assert!(p.iter().any(|x| x.contains("meta-address")));
+        assert!(p.iter().any(|x| x.contains("used twice")));
+        assert!(p.iter().any(|x| x.contains("not IP:PORT")));
+    }
+
+    #[test]
+    fn host_port_split() {
+        assert_eq!(
+            split_host_port("kafka.example.com:9093"),
+            Some(("kafka.example.com", 9093))
+        );
+        assert_eq!(split_host_port("[::1]:9092"), Some(("::1", 9092)));
+        assert_eq!(split_host_port("nohost"), None);
+        assert_eq!(split_host_port(":9092"), None);
+    }
+}
