@@ -358,7 +358,7 @@ mod tests {
             node_id = -1
             "#,
         );
-        assert_eq!(p.len(), 5, "{p:#?}");
+        assert_eq!(p.len(), 6, "{p:#?}");
         assert!(p.iter().any(|x| x.contains("meta-address")));
         assert!(p.iter().any(|x| x.contains("used twice")));
         assert!(p.iter().any(|x| x.contains("not IP:PORT")));

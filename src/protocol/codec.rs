@@ -4,7 +4,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// A request whose header has been decoded; the body stays as bytes until someone needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RequestFrame {
     pub header: RequestHeader,
     pub api_key: ApiKey,
