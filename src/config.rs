@@ -164,15 +164,13 @@ impl Default for NetworkConfig {
 impl Config {
     /// Reads and validates a config file; every problem is reported at once.
     pub fn load(path: &Path) -> Result<Config, StartupError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            StartupError::InvalidConfig(vec![format!("cannot read {}: {e}", path.display())])
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StartupError::InvalidConfig(vec![format!("cannot read {}: {e}", path.display())]))?;
         Config::parse(&text)
     }
 
     pub fn parse(text: &str) -> Result<Config, StartupError> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| StartupError::InvalidConfig(vec![e.to_string()]))?;
+        let config: Config = toml::from_str(text).map_err(|e| StartupError::InvalidConfig(vec![e.to_string()]))?;
         config.validate()?;
         Ok(config)
     }
@@ -180,7 +178,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), StartupError> {
         let mut problems = Vec::new();
         if self.listeners.is_empty() {
-            problems.push("no [[listeners]]: add at least one, e.g. name = \"PLAINTEXT\", bind = \"127.0.0.1:9092\"".into());
+            problems.push(
+                "no [[listeners]]: add at least one, e.g. name = \"PLAINTEXT\", bind = \"127.0.0.1:9092\"".into(),
+            );
         }
         let mut names = HashSet::new();
         let mut binds = HashSet::new();
@@ -192,20 +192,17 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
-                problems.push(format!("{who}: the name must be letters, digits, '_' or '-' (like Kafka's listener names)"));
+                problems.push(format!(
+                    "{who}: the name must be letters, digits, '_' or '-' (like Kafka's listener names)"
+                ));
             }
             if !names.insert(l.name.to_ascii_uppercase()) {
-                problems.push(format!(
-                    "{who}: the name is used twice; listener names must be unique"
-                ));
+                problems.push(format!("{who}: the name is used twice; listener names must be unique"));
             }
             match l.bind.parse::<SocketAddr>() {
                 Ok(addr) => {
                     if !binds.insert(addr) {
-                        problems.push(format!(
-                            "{who}: bind {} is used by another listener",
-                            l.bind
-                        ));
+                        problems.push(format!("{who}: bind {} is used by another listener", l.bind));
                     }
                 }
                 Err(_) => problems.push(format!(
@@ -222,7 +219,9 @@ impl Config {
                         ));
                     }
                     if port == 0 && l.advertised.is_some() {
-                        problems.push(format!("{who}: advertised port 0 is not reachable; advertise the port clients connect to"));
+                        problems.push(format!(
+                            "{who}: advertised port 0 is not reachable; advertise the port clients connect to"
+                        ));
                     }
                 }
                 None => problems.push(format!("{who}: advertised {advertised:?} is not HOST:PORT")),
@@ -239,10 +238,7 @@ impl Config {
             problems.push(format!("broker.node_id {} must be >= 0", b.node_id));
         }
         if b.num_partitions < 1 {
-            problems.push(format!(
-                "broker.num_partitions {} must be >= 1",
-                b.num_partitions
-            ));
+            problems.push(format!("broker.num_partitions {} must be >= 1", b.num_partitions));
         }
         if b.log_segment_bytes < 14 {
             problems.push(format!(
@@ -283,9 +279,7 @@ impl Config {
         if b.offsets_retention_minutes < 1 {
             problems.push("broker.offsets_retention_minutes must be >= 1".into());
         }
-        if self.network.socket_request_max_bytes < 1024
-            || self.network.socket_request_max_bytes > i32::MAX as usize
-        {
+        if self.network.socket_request_max_bytes < 1024 || self.network.socket_request_max_bytes > i32::MAX as usize {
             problems.push(format!(
                 "network.socket_request_max_bytes {} must be between 1024 and {}",
                 self.network.socket_request_max_bytes,
@@ -304,10 +298,7 @@ impl Config {
 pub fn split_host_port(text: &str) -> Option<(&str, u16)> {
     let (host, port) = text.rsplit_once(':')?;
     let port = port.parse().ok()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if host.is_empty() {
         return None;
     }
@@ -329,10 +320,7 @@ mod tests {
     fn empty_file_gives_the_defaults() {
         let c = Config::parse("").unwrap();
         assert_eq!(c, Config::default());
-        assert_eq!(
-            c.listeners[0].advertised_host_port(),
-            ("127.0.0.1".to_string(), 9092)
-        );
+        assert_eq!(c.listeners[0].advertised_host_port(), ("127.0.0.1".to_string(), 9092));
     }
 
     #[test]

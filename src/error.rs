@@ -34,9 +34,7 @@ pub enum RequestError {
 impl RequestError {
     pub fn culprit(&self) -> Culprit {
         match self {
-            RequestError::MalformedRequest { .. } | RequestError::Unsupported { .. } => {
-                Culprit::Client
-            }
+            RequestError::MalformedRequest { .. } | RequestError::Unsupported { .. } => Culprit::Client,
             RequestError::Storage(_) => Culprit::Backend,
             RequestError::Internal(_) => Culprit::Internal,
         }

@@ -83,10 +83,7 @@ fn main() -> ExitCode {
             if let Some(dir) = data_dir {
                 config.data_dir = dir;
             }
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("kgate: cannot start the async runtime: {e}");

@@ -17,19 +17,9 @@ async fn produce_fetch_list_offsets_and_restart() {
         create_topic(&mut c, "orders", 2, &[("retention.ms", "3600000")]).await,
         0
     );
+    assert_eq!(create_topic(&mut c, "orders", 2, &[]).await, 36, "TOPIC_ALREADY_EXISTS");
     assert_eq!(
-        create_topic(&mut c, "orders", 2, &[]).await,
-        36,
-        "TOPIC_ALREADY_EXISTS"
-    );
-    assert_eq!(
-        produce(
-            &mut c,
-            "orders",
-            1,
-            batch(&["a", "b", "c"], Compression::None)
-        )
-        .await,
+        produce(&mut c, "orders", 1, batch(&["a", "b", "c"], Compression::None)).await,
         (0, 0)
     );
     assert_eq!(
@@ -37,9 +27,7 @@ async fn produce_fetch_list_offsets_and_restart() {
         (0, 3)
     );
     assert_eq!(
-        produce(&mut c, "orders", 7, batch(&["x"], Compression::None))
-            .await
-            .0,
+        produce(&mut c, "orders", 7, batch(&["x"], Compression::None)).await.0,
         3,
         "UNKNOWN_TOPIC_OR_PARTITION"
     );
@@ -53,11 +41,7 @@ async fn produce_fetch_list_offsets_and_restart() {
     assert_eq!(records, expected);
     assert_eq!(list_offset(&mut c, "orders", 1, -2).await, (0, 0, -1));
     assert_eq!(list_offset(&mut c, "orders", 1, -1).await, (0, 5, -1));
-    assert_eq!(
-        fetch(&mut c, "orders", 1, 6, 0).await.0,
-        1,
-        "OFFSET_OUT_OF_RANGE"
-    );
+    assert_eq!(fetch(&mut c, "orders", 1, 6, 0).await.0, 1, "OFFSET_OUT_OF_RANGE");
     drop(c);
     app.stop().await;
 
@@ -112,8 +96,7 @@ async fn metadata_advertises_the_listener_and_auto_creates() {
     let mut c = Client::connect(app.addr()).await;
     let req = MetadataRequest::default()
         .with_topics(Some(vec![
-            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                .with_name(Some(name("auto"))),
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(name("auto"))),
         ]))
         .with_allow_auto_topic_creation(true);
     let resp = c.call(&req, 12).await;
@@ -127,8 +110,7 @@ async fn metadata_advertises_the_listener_and_auto_creates() {
     assert_ne!(resp.topics[0].topic_id, uuid::Uuid::nil());
     let req = MetadataRequest::default()
         .with_topics(Some(vec![
-            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                .with_name(Some(name("nope"))),
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(name("nope"))),
         ]))
         .with_allow_auto_topic_creation(false);
     assert_eq!(c.call(&req, 12).await.topics[0].error_code, 3);
@@ -163,14 +145,13 @@ async fn acks_zero_gets_no_response_but_is_stored() {
     let app = kgate::app::start(config(dir.path())).await.unwrap();
     let mut c = Client::connect(app.addr()).await;
     assert_eq!(create_topic(&mut c, "fire", 1, &[]).await, 0);
-    let req =
-        ProduceRequest::default()
-            .with_acks(0)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(name("fire"))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch(&["x"], Compression::None)))])]);
+    let req = ProduceRequest::default()
+        .with_acks(0)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("fire"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(&["x"], Compression::None)))])]);
     c.send(&req, 9).await;
     // The next answer on this connection belongs to the next request.
     assert_eq!(list_offset(&mut c, "fire", 0, -1).await, (0, 1, -1));
@@ -188,25 +169,14 @@ async fn create_topics_refuses_what_a_single_node_cannot_honour() {
         40,
         "INVALID_CONFIG"
     );
-    assert_eq!(
-        create_topic(&mut c, "c2", 1, &[("no.such.config", "1")]).await,
-        40
-    );
-    assert_eq!(
-        create_topic(&mut c, "c3", 0, &[]).await,
-        37,
-        "INVALID_PARTITIONS"
-    );
+    assert_eq!(create_topic(&mut c, "c2", 1, &[("no.such.config", "1")]).await, 40);
+    assert_eq!(create_topic(&mut c, "c3", 0, &[]).await, 37, "INVALID_PARTITIONS");
     let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
         .with_name(name("c4"))
         .with_num_partitions(1)
         .with_replication_factor(3)]);
     let resp = c.call(&req, 5).await;
     assert_eq!(resp.topics[0].error_code, 38, "INVALID_REPLICATION_FACTOR");
-    assert!(resp.topics[0]
-        .error_message
-        .as_ref()
-        .unwrap()
-        .contains("only 1 broker"));
+    assert!(resp.topics[0].error_message.as_ref().unwrap().contains("only 1 broker"));
     app.stop().await;
 }

@@ -39,11 +39,7 @@ pub trait Backend: Send + Sync + 'static {
     fn versions(&self) -> &VersionTable;
 
     /// Serves one request. Requests of one connection arrive one at a time, in order.
-    async fn handle(
-        &self,
-        ctx: &RequestContext,
-        request: RequestFrame,
-    ) -> Result<Reply, RequestError>;
+    async fn handle(&self, ctx: &RequestContext, request: RequestFrame) -> Result<Reply, RequestError>;
 
     /// Flushes and releases everything; called once after the last connection is closed.
     async fn shutdown(&self);

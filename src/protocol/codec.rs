@@ -1,6 +1,6 @@
 //! Request headers in, response frames out.
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// A request whose header has been decoded; the body stays as bytes until someone needs it.
@@ -18,11 +18,7 @@ impl RequestFrame {
     }
 
     pub fn client_id(&self) -> &str {
-        self.header
-            .client_id
-            .as_ref()
-            .map(|s| s.as_str())
-            .unwrap_or("")
+        self.header.client_id.as_ref().map(|s| s.as_str()).unwrap_or("")
     }
 }
 
@@ -62,12 +58,11 @@ pub fn decode_request_header(frame: Bytes) -> Result<RequestFrame, HeaderError> 
     };
     let header_version = api_key.request_header_version(version);
     let mut body = frame;
-    let header =
-        RequestHeader::decode(&mut body, header_version).map_err(|e| HeaderError::Malformed {
-            api_key,
-            version,
-            reason: e.to_string(),
-        })?;
+    let header = RequestHeader::decode(&mut body, header_version).map_err(|e| HeaderError::Malformed {
+        api_key,
+        version,
+        reason: e.to_string(),
+    })?;
     Ok(RequestFrame {
         header,
         api_key,
@@ -83,26 +78,24 @@ pub fn encode_response_body<M: Encodable>(body: &M, version: i16) -> anyhow::Res
     Ok(buf)
 }
 
-/// Frames an already encoded response body: size prefix, response header, body.
-///
-/// The header version comes from the api key and version (ApiVersions always uses header v0).
-pub fn encode_response(
-    correlation_id: i32,
-    api_key: ApiKey,
-    version: i16,
-    body: &[u8],
-) -> BytesMut {
-    let header_version = api_key.response_header_version(version);
+/// The size prefix and response header for a body of `body_len` bytes. The header version comes
+/// from the api key and version (ApiVersions always uses header v0).
+pub fn response_prefix(correlation_id: i32, api_key: ApiKey, version: i16, body_len: usize) -> BytesMut {
     // Header v0 is the correlation id; v1 adds an empty tagged-field section (one zero byte).
-    let header_len = if header_version >= 1 { 5 } else { 4 };
-    let mut out = BytesMut::with_capacity(4 + header_len + body.len());
-    out.put_i32((header_len + body.len()) as i32);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    // Encoding a header with no unknown tagged fields into a BytesMut cannot fail.
-    if header.encode(&mut out, header_version).is_err() {
-        out.truncate(4);
-        out.put_i32(correlation_id);
+    let flexible = api_key.response_header_version(version) >= 1;
+    let header_len = if flexible { 5 } else { 4 };
+    let mut out = BytesMut::with_capacity(4 + header_len);
+    out.put_i32((header_len + body_len) as i32);
+    out.put_i32(correlation_id);
+    if flexible {
+        out.put_u8(0);
     }
+    out
+}
+
+/// A whole response frame: size prefix, response header, body.
+pub fn encode_response(correlation_id: i32, api_key: ApiKey, version: i16, body: &[u8]) -> BytesMut {
+    let mut out = response_prefix(correlation_id, api_key, version, body.len());
     out.extend_from_slice(body);
     out
 }
@@ -123,17 +116,14 @@ mod tests {
         header
             .encode(&mut buf, api_key.request_header_version(version))
             .unwrap();
-        MetadataRequest::default()
-            .encode(&mut buf, version)
-            .unwrap();
+        MetadataRequest::default().encode(&mut buf, version).unwrap();
         buf.freeze()
     }
 
     #[test]
     fn decodes_flexible_and_classic_headers() {
         for version in [1, 9, 12] {
-            let frame =
-                decode_request_header(request_bytes(ApiKey::Metadata, version, 42)).unwrap();
+            let frame = decode_request_header(request_bytes(ApiKey::Metadata, version, 42)).unwrap();
             assert_eq!(frame.api_key, ApiKey::Metadata);
             assert_eq!(frame.version, version);
             assert_eq!(frame.correlation_id(), 42);
@@ -172,6 +162,30 @@ mod tests {
             decode_request_header(raw.freeze()),
             Err(HeaderError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn response_prefix_matches_the_codec_header() {
+        use kafka_protocol::messages::ResponseHeader;
+        for (key, version) in [
+            (ApiKey::Metadata, 9),
+            (ApiKey::Metadata, 8),
+            (ApiKey::ApiVersions, 3),
+            (ApiKey::Fetch, 12),
+        ] {
+            let mut expected = BytesMut::new();
+            let header_version = key.response_header_version(version);
+            ResponseHeader::default()
+                .with_correlation_id(77)
+                .encode(&mut expected, header_version)
+                .unwrap();
+            let prefix = response_prefix(77, key, version, 10);
+            assert_eq!(&prefix[4..], &expected[..], "{key:?} v{version}");
+            assert_eq!(
+                i32::from_be_bytes(prefix[..4].try_into().unwrap()) as usize,
+                expected.len() + 10
+            );
+        }
     }
 
     #[test]

@@ -20,10 +20,7 @@ pub enum FrameError {
 /// Reads one frame. `Ok(None)` means the peer closed the connection cleanly between frames.
 ///
 /// The size is checked before any buffer is allocated, so a hostile size prefix costs nothing.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max_size: usize,
-) -> Result<Option<Bytes>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_size: usize) -> Result<Option<Bytes>, FrameError> {
     let mut size_buf = [0u8; 4];
     let mut filled = 0;
     while filled < 4 {
@@ -32,10 +29,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             return if filled == 0 {
                 Ok(None)
             } else {
-                Err(FrameError::Truncated {
-                    got: filled,
-                    want: 4,
-                })
+                Err(FrameError::Truncated { got: filled, want: 4 })
             };
         }
         filled += n;
@@ -47,10 +41,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     // Lossless: size is non-negative here.
     let want = size as usize;
     if want > max_size {
-        return Err(FrameError::TooLarge {
-            size,
-            max: max_size,
-        });
+        return Err(FrameError::TooLarge { size, max: max_size });
     }
     let mut body = BytesMut::zeroed(want);
     let mut got = 0;

@@ -6,7 +6,7 @@ pub mod frame;
 pub mod versions;
 
 pub use codec::{
-    decode_request_header, encode_response, encode_response_body, HeaderError, RequestFrame,
+    decode_request_header, encode_response, encode_response_body, response_prefix, HeaderError, RequestFrame,
 };
 pub use frame::{read_frame, FrameError};
 pub use versions::VersionTable;

@@ -28,9 +28,7 @@ impl VersionTable {
 
     /// Everything the codec can decode: the ceiling for any backend.
     pub fn codec() -> VersionTable {
-        let ranges = ApiKey::iter()
-            .map(|k| (k as i16, k.valid_versions()))
-            .collect();
+        let ranges = ApiKey::iter().map(|k| (k as i16, k.valid_versions())).collect();
         VersionTable { ranges }
     }
 
@@ -39,8 +37,7 @@ impl VersionTable {
     }
 
     pub fn supports(&self, key: ApiKey, version: i16) -> bool {
-        self.range(key)
-            .is_some_and(|r| r.min <= version && version <= r.max)
+        self.range(key).is_some_and(|r| r.min <= version && version <= r.max)
     }
 
     /// The versions both tables serve.
@@ -98,19 +95,13 @@ mod tests {
     fn rows_are_narrowed_to_the_codec_and_intersected() {
         let t = VersionTable::from_rows(&[(ApiKey::Produce, 0, 9), (ApiKey::Fetch, 4, 12)]);
         // The codec starts Produce at v3.
-        assert_eq!(
-            t.range(ApiKey::Produce),
-            Some(VersionRange { min: 3, max: 9 })
-        );
+        assert_eq!(t.range(ApiKey::Produce), Some(VersionRange { min: 3, max: 9 }));
         assert!(t.supports(ApiKey::Fetch, 12));
         assert!(!t.supports(ApiKey::Fetch, 13));
         assert!(!t.supports(ApiKey::Metadata, 1));
         let other = VersionTable::from_rows(&[(ApiKey::Fetch, 0, 11)]);
         let both = t.intersect(&other);
-        assert_eq!(
-            both.range(ApiKey::Fetch),
-            Some(VersionRange { min: 4, max: 11 })
-        );
+        assert_eq!(both.range(ApiKey::Fetch), Some(VersionRange { min: 4, max: 11 }));
         assert_eq!(both.range(ApiKey::Produce), None);
     }
 

@@ -17,8 +17,7 @@ use crate::backend::{Backend, Reply, RequestContext};
 use crate::error::Culprit;
 use crate::protocol::frame::holds_complete_frame;
 use crate::protocol::{
-    decode_request_header, encode_response, encode_response_body, read_frame, FrameError,
-    RequestFrame,
+    decode_request_header, encode_response, encode_response_body, read_frame, response_prefix, FrameError, RequestFrame,
 };
 
 /// Why a session ended; logged once per connection.
@@ -41,12 +40,7 @@ pub struct Session<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
-    pub fn new(
-        stream: S,
-        ctx: RequestContext,
-        backend: Arc<dyn Backend>,
-        max_request_bytes: usize,
-    ) -> Self {
+    pub fn new(stream: S, ctx: RequestContext, backend: Arc<dyn Backend>, max_request_bytes: usize) -> Self {
         let (r, w) = tokio::io::split(stream);
         Session {
             reader: BufReader::with_capacity(64 * 1024, r),
@@ -103,8 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
 
     /// Serves one request; `Some` ends the session.
     async fn serve(&mut self, request: RequestFrame) -> Option<SessionEnd> {
-        let (key, version, correlation_id) =
-            (request.api_key, request.version, request.correlation_id());
+        let (key, version, correlation_id) = (request.api_key, request.version, request.correlation_id());
         if key == ApiKey::ApiVersions {
             return self.serve_api_versions(request).await;
         }
@@ -117,8 +110,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         }
         match self.backend.handle(&self.ctx, request).await {
             Ok(Reply::Body(body)) => {
-                self.write(encode_response(correlation_id, key, version, &body))
-                    .await
+                // Header and body go out separately: large fetch bodies are not copied again.
+                let prefix = response_prefix(correlation_id, key, version, body.len());
+                match self.write(&prefix).await {
+                    None => self.write(&body).await,
+                    end => end,
+                }
             }
             Ok(Reply::None) => None,
             Err(e) => {
@@ -166,7 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         };
         match encode_response_body(&response, encode_version) {
             Ok(body) => {
-                self.write(encode_response(
+                self.write(&encode_response(
                     correlation_id,
                     ApiKey::ApiVersions,
                     encode_version,
@@ -181,8 +178,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         }
     }
 
-    async fn write(&mut self, frame: bytes::BytesMut) -> Option<SessionEnd> {
-        match self.writer.write_all(&frame).await {
+    async fn write(&mut self, bytes: &[u8]) -> Option<SessionEnd> {
+        match self.writer.write_all(bytes).await {
             Ok(()) => None,
             Err(e) => {
                 debug!(error = %e, "write failed; client gone");
@@ -199,8 +196,7 @@ fn valid_software_field(req: &ApiVersionsRequest) -> bool {
         !b.is_empty()
             && b[0].is_ascii_alphanumeric()
             && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.')
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.')
     }
     ok(req.client_software_name.as_str()) && ok(req.client_software_version.as_str())
 }

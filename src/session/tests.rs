@@ -26,7 +26,11 @@ impl Backend for ScriptedBackend {
         &self.versions
     }
 
-    async fn handle(&self, _ctx: &RequestContext, request: crate::protocol::RequestFrame) -> Result<Reply, RequestError> {
+    async fn handle(
+        &self,
+        _ctx: &RequestContext,
+        request: crate::protocol::RequestFrame,
+    ) -> Result<Reply, RequestError> {
         match request.api_key {
             ApiKey::Produce => Ok(Reply::None),
             ApiKey::Metadata => {
@@ -46,7 +50,11 @@ impl Backend for ScriptedBackend {
 fn start() -> (DuplexStream, tokio::task::JoinHandle<SessionEnd>, watch::Sender<bool>) {
     let (client, server) = tokio::io::duplex(1 << 20);
     let backend = Arc::new(ScriptedBackend {
-        versions: VersionTable::from_rows(&[(ApiKey::ApiVersions, 0, 3), (ApiKey::Metadata, 0, 12), (ApiKey::Produce, 3, 9)]),
+        versions: VersionTable::from_rows(&[
+            (ApiKey::ApiVersions, 0, 3),
+            (ApiKey::Metadata, 0, 12),
+            (ApiKey::Produce, 3, 9),
+        ]),
     });
     let ctx = RequestContext {
         connection_id: 1,
@@ -65,7 +73,9 @@ fn frame(api_key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_static_str("t")));
-    let header_version = ApiKey::try_from(api_key).map(|k| k.request_header_version(version)).unwrap_or(1);
+    let header_version = ApiKey::try_from(api_key)
+        .map(|k| k.request_header_version(version))
+        .unwrap_or(1);
     let mut buf = BytesMut::new();
     header.encode(&mut buf, header_version).unwrap();
     buf.put_slice(body);
@@ -85,7 +95,10 @@ async fn read_response(client: &mut DuplexStream) -> Option<Bytes> {
 async fn expect_closed(client: &mut DuplexStream, task: tokio::task::JoinHandle<SessionEnd>) {
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(2), client.read_to_end(&mut rest)).await;
-    assert!(matches!(read, Ok(Ok(0))), "expected a close with no bytes, got {read:?} {rest:?}");
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "expected a close with no bytes, got {read:?} {rest:?}"
+    );
     assert_eq!(task.await.unwrap(), SessionEnd::ProtocolViolation);
 }
 
@@ -103,7 +116,11 @@ async fn api_versions_lists_the_backend_table() {
     assert_eq!(resp.get_i32(), 7); // v0 response header even for v3
     let r = ApiVersionsResponse::decode(&mut resp, 3).unwrap();
     assert_eq!(r.error_code, 0);
-    let keys: Vec<(i16, i16, i16)> = r.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+    let keys: Vec<(i16, i16, i16)> = r
+        .api_keys
+        .iter()
+        .map(|k| (k.api_key, k.min_version, k.max_version))
+        .collect();
     assert_eq!(keys, vec![(0, 3, 9), (3, 0, 12), (18, 0, 3)]);
 }
 
@@ -131,7 +148,14 @@ async fn unsupported_api_versions_version_gets_a_v0_error_answer() {
     let r = ApiVersionsResponse::decode(&mut resp, 0).unwrap();
     assert_eq!(r.error_code, 35);
     assert_eq!(r.api_keys.len(), 1);
-    assert_eq!((r.api_keys[0].api_key, r.api_keys[0].min_version, r.api_keys[0].max_version), (18, 0, 3));
+    assert_eq!(
+        (
+            r.api_keys[0].api_key,
+            r.api_keys[0].min_version,
+            r.api_keys[0].max_version
+        ),
+        (18, 0, 3)
+    );
     assert!(!resp.has_remaining());
 }
 
@@ -152,7 +176,10 @@ async fn unsupported_version_of_another_api_closes() {
 #[tokio::test]
 async fn api_not_served_by_the_backend_closes() {
     let (mut client, task, _stop) = start();
-    client.write_all(&frame(ApiKey::Fetch as i16, 4, 1, &[0; 20])).await.unwrap();
+    client
+        .write_all(&frame(ApiKey::Fetch as i16, 4, 1, &[0; 20]))
+        .await
+        .unwrap();
     expect_closed(&mut client, task).await;
 }
 
@@ -188,5 +215,11 @@ async fn pipelined_responses_keep_request_order_and_skip_no_response_requests() 
 async fn shutdown_ends_an_idle_session() {
     let (_client, task, stop) = start();
     stop.send(true).unwrap();
-    assert_eq!(tokio::time::timeout(Duration::from_secs(2), task).await.unwrap().unwrap(), SessionEnd::Shutdown);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap(),
+        SessionEnd::Shutdown
+    );
 }

@@ -7,9 +7,7 @@ use std::path::Path;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -46,9 +44,7 @@ impl Client {
             .with_client_id(Some(StrBytes::from_static_str("kgate-it")));
         self.next_id += 1;
         let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
+        header.encode(&mut buf, key.request_header_version(version)).unwrap();
         req.encode(&mut buf, version).unwrap();
         let mut framed = BytesMut::new();
         framed.put_i32(buf.len() as i32);
@@ -62,15 +58,9 @@ impl Client {
     {
         let key = ApiKey::try_from(Req::KEY).expect("api key");
         let mut size = [0u8; 4];
-        self.stream
-            .read_exact(&mut size)
-            .await
-            .expect("response size");
+        self.stream.read_exact(&mut size).await.expect("response size");
         let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream
-            .read_exact(&mut body)
-            .await
-            .expect("response body");
+        self.stream.read_exact(&mut body).await.expect("response body");
         let mut body = Bytes::from(body);
         ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
         let response = Req::Response::decode(&mut body, version).expect("decode response");
@@ -128,12 +118,7 @@ pub fn batch(values: &[&str], compression: Compression) -> Bytes {
     buf.freeze()
 }
 
-pub async fn create_topic(
-    client: &mut Client,
-    topic: &str,
-    partitions: i32,
-    configs: &[(&str, &str)],
-) -> i16 {
+pub async fn create_topic(client: &mut Client, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
     use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     let configs = configs
         .iter()
@@ -155,12 +140,7 @@ pub async fn create_topic(
 }
 
 /// Produces one batch with acks=-1; returns (error code, base offset).
-pub async fn produce(
-    client: &mut Client,
-    topic: &str,
-    partition: i32,
-    records: Bytes,
-) -> (i16, i64) {
+pub async fn produce(client: &mut Client, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     let req = ProduceRequest::default()
         .with_acks(-1)
@@ -189,12 +169,12 @@ pub async fn fetch(
         .with_min_bytes(1)
         .with_max_bytes(1 << 20)
         .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
-            .with_partitions(vec![FetchPartition::default()
+        .with_topics(vec![FetchTopic::default().with_topic(name(topic)).with_partitions(
+            vec![FetchPartition::default()
                 .with_partition(partition)
                 .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)])]);
+                .with_partition_max_bytes(1 << 20)],
+        )]);
     let resp = client.call(&req, 12).await;
     let p = &resp.responses[0].partitions[0];
     let mut out = Vec::new();
@@ -212,12 +192,7 @@ pub async fn fetch(
     (p.error_code, p.high_watermark, out)
 }
 
-pub async fn list_offset(
-    client: &mut Client,
-    topic: &str,
-    partition: i32,
-    timestamp: i64,
-) -> (i16, i64, i64) {
+pub async fn list_offset(client: &mut Client, topic: &str, partition: i32, timestamp: i64) -> (i16, i64, i64) {
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
     let req = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))

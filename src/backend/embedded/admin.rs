@@ -3,17 +3,12 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{
-    CreatableTopicConfigs, CreatableTopicResult,
-};
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -35,11 +30,7 @@ fn message(text: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.into()))
 }
 
-pub fn handle_create_topics(
-    topics: &TopicRegistry,
-    node_id: i32,
-    req: CreateTopicsRequest,
-) -> CreateTopicsResponse {
+pub fn handle_create_topics(topics: &TopicRegistry, node_id: i32, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let defaults = topics.broker_config().num_partitions;
     let mut results = Vec::with_capacity(req.topics.len());
     let mut seen = std::collections::HashSet::new();
@@ -74,11 +65,15 @@ pub fn handle_create_topics(
                 .iter()
                 .find(|a| a.broker_ids.iter().any(|b| b.0 != node_id) || a.broker_ids.len() != 1)
             {
-                results.push(result.with_error_code(ResponseError::InvalidReplicaAssignment.code()).with_error_message(message(format!(
+                results.push(
+                    result
+                        .with_error_code(ResponseError::InvalidReplicaAssignment.code())
+                        .with_error_message(message(format!(
                     "Partition {} is assigned to brokers {:?}; this single-node broker has only broker {node_id}",
                     bad.partition_index,
                     bad.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>()
-                ))));
+                ))),
+                );
                 continue;
             }
             t.assignments.len() as i32
@@ -109,9 +104,7 @@ pub fn handle_create_topics(
                 .validate_new_topic(&name, partitions, &configs)
                 .map(|()| Uuid::nil())
         } else {
-            topics
-                .create(&name, partitions, configs.clone())
-                .map(|t| t.id)
+            topics.create(&name, partitions, configs.clone()).map(|t| t.id)
         };
         match outcome {
             Ok(id) => {
@@ -150,15 +143,9 @@ pub fn handle_delete_topics(
 ) -> DeleteTopicsResponse {
     // v6 names topics by name or id; earlier versions by name only.
     let targets: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
-        req.topics
-            .into_iter()
-            .map(|t| (t.name, t.topic_id))
-            .collect()
+        req.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
     } else {
-        req.topic_names
-            .into_iter()
-            .map(|n| (Some(n), Uuid::nil()))
-            .collect()
+        req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
     };
     let responses = targets
         .into_iter()
@@ -215,15 +202,22 @@ pub fn handle_create_partitions(
             let current = topic.partitions.len() as i32;
             if let Some(assignments) = &t.assignments {
                 let added = (t.count - current).max(0) as usize;
-                let single_node = assignments.iter().all(|a| a.broker_ids.len() == 1 && a.broker_ids[0].0 == node_id);
+                let single_node = assignments
+                    .iter()
+                    .all(|a| a.broker_ids.len() == 1 && a.broker_ids[0].0 == node_id);
                 if assignments.len() != added || !single_node {
-                    return result.with_error_code(ResponseError::InvalidReplicaAssignment.code()).with_error_message(message(
-                        format!("Each of the {added} new partitions must be assigned to broker {node_id}, the only broker"),
-                    ));
+                    return result
+                        .with_error_code(ResponseError::InvalidReplicaAssignment.code())
+                        .with_error_message(message(format!(
+                            "Each of the {added} new partitions must be assigned to broker {node_id}, the only broker"
+                        )));
                 }
             }
             let outcome = if t.count <= current {
-                Err(TopicError::PartitionsNotIncreased { current, requested: t.count })
+                Err(TopicError::PartitionsNotIncreased {
+                    current,
+                    requested: t.count,
+                })
             } else if req.validate_only {
                 Ok(())
             } else {
@@ -231,7 +225,9 @@ pub fn handle_create_partitions(
             };
             match outcome {
                 Ok(()) => result,
-                Err(e) => result.with_error_code(e.error_code()).with_error_message(message(e.to_string())),
+                Err(e) => result
+                    .with_error_code(e.error_code())
+                    .with_error_message(message(e.to_string())),
             }
         })
         .collect();
@@ -248,13 +244,21 @@ pub fn handle_describe_configs(
         .resources
         .into_iter()
         .map(|r| {
-            let result = DescribeConfigsResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
-            let wanted = |name: &str| r.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name));
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let wanted = |name: &str| {
+                r.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+            };
             let entries: Vec<(String, String, i8, ConfigType)> = match r.resource_type {
                 RESOURCE_TOPIC => {
                     let name = r.resource_name.as_str();
                     if let Err(e) = validate_topic_name(name) {
-                        return result.with_error_code(e.error_code()).with_error_message(message(e.to_string()));
+                        return result
+                            .with_error_code(e.error_code())
+                            .with_error_message(message(e.to_string()));
                     }
                     let Some(topic) = topics.get(name) else {
                         return result
@@ -274,7 +278,9 @@ pub fn handle_describe_configs(
                     if !name.is_empty() && name != node_id.to_string() {
                         return result
                             .with_error_code(ResponseError::InvalidRequest.code())
-                            .with_error_message(message(format!("Unexpected broker id, expected {node_id} or empty string, but received {name}")));
+                            .with_error_message(message(format!(
+                                "Unexpected broker id, expected {node_id} or empty string, but received {name}"
+                            )));
                     }
                     broker_configs(topics.broker_config(), node_id)
                 }
@@ -342,12 +348,7 @@ fn broker_configs(b: &BrokerConfig, node_id: i32) -> Vec<(String, String, i8, Co
             s,
             ConfigType::Long,
         ),
-        (
-            "log.roll.ms".into(),
-            b.log_roll_ms.to_string(),
-            s,
-            ConfigType::Long,
-        ),
+        ("log.roll.ms".into(), b.log_roll_ms.to_string(), s, ConfigType::Long),
         (
             "log.segment.bytes".into(),
             b.log_segment_bytes.to_string(),

@@ -10,19 +10,13 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 
 use super::topics::{lock, TopicRegistry};
 
-pub async fn handle_fetch(
-    topics: &TopicRegistry,
-    req: FetchRequest,
-    version: i16,
-) -> FetchResponse {
+pub async fn handle_fetch(topics: &TopicRegistry, req: FetchRequest, version: i16) -> FetchResponse {
     if req.session_id != 0 || (req.session_epoch != 0 && req.session_epoch != -1) {
         // We never hand out a session id, so any incremental fetch refers to an unknown session.
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
     let mut appends = topics.subscribe_appends();
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     // Kafka treats max_bytes <= 0 as "no limit" only for v0-2; from v3 on the client sends it.
     let max_bytes = if version >= 3 {
         req.max_bytes.max(0) as usize
@@ -37,10 +31,7 @@ pub async fn handle_fetch(
             return response;
         }
         // Wait for any append, then read again; bounded by the request's max_wait_ms.
-        if tokio::time::timeout_at(deadline, appends.changed())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout_at(deadline, appends.changed()).await.is_err() {
             let (response, _, _) = read_once(topics, &req, max_bytes);
             return response;
         }
@@ -49,11 +40,7 @@ pub async fn handle_fetch(
 
 /// One pass over the requested partitions: the response, the record bytes it carries, and
 /// whether any partition had an error (errors are answered at once, as Kafka does).
-fn read_once(
-    topics: &TopicRegistry,
-    req: &FetchRequest,
-    max_bytes: usize,
-) -> (FetchResponse, usize, bool) {
+fn read_once(topics: &TopicRegistry, req: &FetchRequest, max_bytes: usize) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut failed = false;
     let mut responses = Vec::with_capacity(req.topics.len());
@@ -94,10 +81,7 @@ fn read_once(
                 }
                 Err(e) => {
                     failed = true;
-                    partitions.push(
-                        data.with_error_code(e.error_code())
-                            .with_records(Some(Bytes::new())),
-                    );
+                    partitions.push(data.with_error_code(e.error_code()).with_records(Some(Bytes::new())));
                 }
             }
         }
@@ -108,9 +92,5 @@ fn read_once(
                 .with_partitions(partitions),
         );
     }
-    (
-        FetchResponse::default().with_responses(responses),
-        total,
-        failed,
-    )
+    (FetchResponse::default().with_responses(responses), total, failed)
 }

@@ -7,8 +7,8 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, MetadataRequest, MetadataResponse, TopicName,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -55,10 +55,7 @@ pub fn handle_metadata(
     // Auto-creation is on by default before v4, which has no flag.
     let may_create = version < 4 || req.allow_auto_topic_creation;
     let ops = |asked: bool, all: i32| if asked { all } else { NOT_REQUESTED };
-    let topic_ops = ops(
-        req.include_topic_authorized_operations,
-        ALL_TOPIC_OPERATIONS,
-    );
+    let topic_ops = ops(req.include_topic_authorized_operations, ALL_TOPIC_OPERATIONS);
     let results = match requested {
         None => topics
             .all()
@@ -74,9 +71,7 @@ pub fn handle_metadata(
                 },
                 None => match topics.get_by_id(entry.topic_id) {
                     Some(t) => describe_topic(&t, id.node_id, topic_ops),
-                    None => {
-                        failed_topic(None, entry.topic_id, ResponseError::UnknownTopicId.code())
-                    }
+                    None => failed_topic(None, entry.topic_id, ResponseError::UnknownTopicId.code()),
                 },
             })
             .collect(),
@@ -86,10 +81,7 @@ pub fn handle_metadata(
         .with_cluster_id(Some(StrBytes::from_string(id.cluster_id.clone())))
         .with_controller_id(BrokerId(id.node_id))
         .with_topics(results)
-        .with_cluster_authorized_operations(ops(
-            req.include_cluster_authorized_operations,
-            ALL_CLUSTER_OPERATIONS,
-        ))
+        .with_cluster_authorized_operations(ops(req.include_cluster_authorized_operations, ALL_CLUSTER_OPERATIONS))
 }
 
 fn describe_topic(topic: &Topic, node_id: i32, topic_ops: i32) -> MetadataResponseTopic {
@@ -138,7 +130,9 @@ pub fn handle_describe_cluster(
     if req.endpoint_type == 2 {
         return response
             .with_error_code(ResponseError::MismatchedEndpointType.code())
-            .with_error_message(Some(StrBytes::from_static_str("The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER")));
+            .with_error_message(Some(StrBytes::from_static_str(
+                "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER",
+            )));
     }
     let (host, port) = advertised(ctx);
     response.with_brokers(vec![DescribeClusterBroker::default()
@@ -163,9 +157,8 @@ pub fn handle_find_coordinator(
     } else {
         0
     };
-    let message = refused.then(|| {
-        StrBytes::from_static_str("kgate's embedded broker has no transaction or share coordinator")
-    });
+    let message =
+        refused.then(|| StrBytes::from_static_str("kgate's embedded broker has no transaction or share coordinator"));
     if version < 4 {
         let response = FindCoordinatorResponse::default()
             .with_error_code(code)

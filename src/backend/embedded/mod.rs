@@ -61,13 +61,11 @@ impl EmbeddedBroker {
         // Recovery reads every partition's tail: keep it off the async workers.
         let opened = tokio::task::spawn_blocking(move || -> Result<_, String> {
             std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
-            let topics =
-                TopicRegistry::open(&data_dir, &broker_config).map_err(|e| e.to_string())?;
+            let topics = TopicRegistry::open(&data_dir, &broker_config).map_err(|e| e.to_string())?;
             let meta = data_dir.join("__kgate");
             let cluster_id = load_or_create_cluster_id(&meta).map_err(|e| e.to_string())?;
             let producer_ids = ProducerIdAllocator::open(&meta).map_err(|e| e.to_string())?;
-            let groups = GroupCoordinator::open(&meta, group_config(&broker_config))
-                .map_err(|e| e.to_string())?;
+            let groups = GroupCoordinator::open(&meta, group_config(&broker_config)).map_err(|e| e.to_string())?;
             Ok((topics, cluster_id, producer_ids, groups))
         })
         .await
@@ -152,14 +150,12 @@ fn decode<T: Decodable>(request: &RequestFrame) -> Result<T, RequestError> {
 }
 
 fn encode<T: Encodable>(response: &T, version: i16) -> Result<Reply, RequestError> {
-    encode_response_body(response, version)
-        .map(Reply::Body)
-        .map_err(|e| {
-            RequestError::Internal(format!(
-                "cannot encode a v{version} {} : {e}",
-                std::any::type_name::<T>()
-            ))
-        })
+    encode_response_body(response, version).map(Reply::Body).map_err(|e| {
+        RequestError::Internal(format!(
+            "cannot encode a v{version} {} : {e}",
+            std::any::type_name::<T>()
+        ))
+    })
 }
 
 #[async_trait]
@@ -168,11 +164,7 @@ impl Backend for EmbeddedBroker {
         &self.versions
     }
 
-    async fn handle(
-        &self,
-        ctx: &RequestContext,
-        request: RequestFrame,
-    ) -> Result<Reply, RequestError> {
+    async fn handle(&self, ctx: &RequestContext, request: RequestFrame) -> Result<Reply, RequestError> {
         let v = request.version;
         let topics = &*self.topics;
         let node = self.identity.node_id;
@@ -187,14 +179,10 @@ impl Backend for EmbeddedBroker {
                 encode(&response, v)
             }
             ApiKey::Fetch => encode(&fetch::handle_fetch(topics, decode(&request)?, v).await, v),
-            ApiKey::ListOffsets => encode(
-                &offsets::handle_list_offsets(topics, decode(&request)?, v),
-                v,
-            ),
-            ApiKey::OffsetForLeaderEpoch => encode(
-                &offsets::handle_offset_for_leader_epoch(topics, decode(&request)?),
-                v,
-            ),
+            ApiKey::ListOffsets => encode(&offsets::handle_list_offsets(topics, decode(&request)?, v), v),
+            ApiKey::OffsetForLeaderEpoch => {
+                encode(&offsets::handle_offset_for_leader_epoch(topics, decode(&request)?), v)
+            }
             ApiKey::Metadata => encode(
                 &metadata::handle_metadata(&self.identity, topics, ctx, decode(&request)?, v),
                 v,
@@ -207,34 +195,20 @@ impl Backend for EmbeddedBroker {
                 &metadata::handle_find_coordinator(&self.identity, ctx, decode(&request)?, v),
                 v,
             ),
-            ApiKey::CreateTopics => encode(
-                &admin::handle_create_topics(topics, node, decode(&request)?),
-                v,
-            ),
+            ApiKey::CreateTopics => encode(&admin::handle_create_topics(topics, node, decode(&request)?), v),
             ApiKey::DeleteTopics => encode(
                 &admin::handle_delete_topics(topics, &self.groups, decode(&request)?, v),
                 v,
             ),
-            ApiKey::CreatePartitions => encode(
-                &admin::handle_create_partitions(topics, node, decode(&request)?),
-                v,
-            ),
-            ApiKey::DescribeConfigs => encode(
-                &admin::handle_describe_configs(topics, node, decode(&request)?, v),
-                v,
-            ),
-            ApiKey::InitProducerId => {
-                encode(&self.producer_ids.init_producer_id(&decode(&request)?), v)
-            }
+            ApiKey::CreatePartitions => encode(&admin::handle_create_partitions(topics, node, decode(&request)?), v),
+            ApiKey::DescribeConfigs => encode(&admin::handle_describe_configs(topics, node, decode(&request)?, v), v),
+            ApiKey::InitProducerId => encode(&self.producer_ids.init_producer_id(&decode(&request)?), v),
             ApiKey::JoinGroup => {
                 let client = ClientInfo {
                     client_id: request.client_id().to_string(),
                     client_host: format!("/{}", ctx.client_addr.ip()),
                 };
-                encode(
-                    &self.groups.join_group(decode(&request)?, v, &client).await,
-                    v,
-                )
+                encode(&self.groups.join_group(decode(&request)?, v, &client).await, v)
             }
             ApiKey::SyncGroup => encode(&self.groups.sync_group(decode(&request)?, v).await, v),
             ApiKey::Heartbeat => encode(&self.groups.heartbeat(decode(&request)?, v).await, v),
@@ -242,15 +216,9 @@ impl Backend for EmbeddedBroker {
             ApiKey::DescribeGroups => encode(&self.groups.describe_groups(decode(&request)?, v), v),
             ApiKey::ListGroups => encode(&self.groups.list_groups(decode(&request)?, v), v),
             ApiKey::DeleteGroups => encode(&self.groups.delete_groups(decode(&request)?, v), v),
-            ApiKey::OffsetCommit => {
-                encode(&self.groups.offset_commit(decode(&request)?, v, topics), v)
-            }
-            ApiKey::OffsetFetch => {
-                encode(&self.groups.offset_fetch(decode(&request)?, v, topics), v)
-            }
-            ApiKey::OffsetDelete => {
-                encode(&self.groups.offset_delete(decode(&request)?, v, topics), v)
-            }
+            ApiKey::OffsetCommit => encode(&self.groups.offset_commit(decode(&request)?, v, topics), v),
+            ApiKey::OffsetFetch => encode(&self.groups.offset_fetch(decode(&request)?, v, topics), v),
+            ApiKey::OffsetDelete => encode(&self.groups.offset_delete(decode(&request)?, v, topics), v),
             other => Err(RequestError::Unsupported { api_key: other }),
         }
     }

@@ -2,15 +2,10 @@
 //!
 //! A single node never changes leader, so the leader epoch is always 0.
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::list_offsets_response::{
-    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
-};
-use kafka_protocol::messages::offset_for_leader_epoch_response::{
-    EpochEndOffset, OffsetForLeaderTopicResult,
-};
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{
-    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse,
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 
 use super::topics::{lock, TopicRegistry};
@@ -20,11 +15,7 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub fn handle_list_offsets(
-    topics: &TopicRegistry,
-    req: ListOffsetsRequest,
-    version: i16,
-) -> ListOffsetsResponse {
+pub fn handle_list_offsets(topics: &TopicRegistry, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // leader_epoch exists from v4 on; the codec refuses to encode it set in older versions.
     let epoch = if version >= 4 { 0 } else { -1 };
     let mut results = Vec::with_capacity(req.topics.len());
@@ -89,10 +80,8 @@ pub fn handle_offset_for_leader_epoch(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition))
-                    else {
-                        return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
+                        return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     if p.current_leader_epoch > 0 {
                         // The client knows an epoch this broker never had.

@@ -9,10 +9,7 @@ use super::topics::{lock, now_ms, TopicRegistry};
 pub fn handle_produce(topics: &TopicRegistry, req: ProduceRequest) -> ProduceResponse {
     if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
         // Transactions are not offered in ApiVersions; a client that tries anyway is refused.
-        return refuse_all(
-            req,
-            ResponseError::TransactionalIdAuthorizationFailed.code(),
-        );
+        return refuse_all(req, ResponseError::TransactionalIdAuthorizationFailed.code());
     }
     if !(req.acks == -1 || req.acks == 0 || req.acks == 1) {
         return refuse_all(req, ResponseError::InvalidRequiredAcks.code());
@@ -30,8 +27,7 @@ pub fn handle_produce(topics: &TopicRegistry, req: ProduceRequest) -> ProduceRes
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(data.index)) else {
-                partition_responses
-                    .push(response.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                partition_responses.push(response.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
             let Some(records) = data.records.filter(|r| !r.is_empty()) else {

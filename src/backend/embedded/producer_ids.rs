@@ -23,10 +23,7 @@ impl ProducerIdAllocator {
         let file = meta_dir.join("producer_ids");
         let next = match std::fs::read_to_string(&file) {
             Ok(text) => text.trim().parse::<i64>().map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", file.display()),
-                )
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", file.display()))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
@@ -57,14 +54,13 @@ impl ProducerIdAllocator {
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
         if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
-            tracing::info!("refused a transactional InitProducerId: kgate's embedded broker does not support transactions");
-            return response
-                .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+            tracing::info!(
+                "refused a transactional InitProducerId: kgate's embedded broker does not support transactions"
+            );
+            return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
         }
         match self.next_id() {
-            Ok(id) => response
-                .with_producer_id(ProducerId(id))
-                .with_producer_epoch(0),
+            Ok(id) => response.with_producer_id(ProducerId(id)).with_producer_epoch(0),
             Err(e) => {
                 tracing::warn!("cannot persist producer ids: {e}");
                 response.with_error_code(ResponseError::CoordinatorNotAvailable.code())

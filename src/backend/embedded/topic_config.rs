@@ -41,11 +41,7 @@ pub enum TopicConfigError {
 }
 
 fn supported_names() -> String {
-    SUPPORTED
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
+    SUPPORTED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
 pub fn config_type(name: &str) -> Option<ConfigType> {
@@ -53,10 +49,7 @@ pub fn config_type(name: &str) -> Option<ConfigType> {
 }
 
 /// The effective value of every supported config: `(name, value, set on the topic)`.
-pub fn effective(
-    broker: &BrokerConfig,
-    overrides: &BTreeMap<String, String>,
-) -> Vec<(&'static str, String, bool)> {
+pub fn effective(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<(&'static str, String, bool)> {
     SUPPORTED
         .iter()
         .map(|(name, _)| match overrides.get(*name) {
@@ -79,10 +72,7 @@ fn broker_default(b: &BrokerConfig, name: &str) -> String {
 }
 
 /// Validates the overrides and builds the partition log settings they give.
-pub fn log_config(
-    broker: &BrokerConfig,
-    overrides: &BTreeMap<String, String>,
-) -> Result<LogConfig, TopicConfigError> {
+pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Result<LogConfig, TopicConfigError> {
     let mut c = LogConfig {
         segment_bytes: broker.log_segment_bytes,
         segment_ms: broker.log_roll_ms,
@@ -101,48 +91,38 @@ pub fn log_config(
             "cleanup.policy" => {
                 let policies: Vec<&str> = value.split(',').map(str::trim).collect();
                 if policies.iter().any(|p| *p == "compact") {
-                    return Err(invalid("log compaction is not supported by kgate's embedded broker; use cleanup.policy=delete"));
+                    return Err(invalid(
+                        "log compaction is not supported by kgate's embedded broker; use cleanup.policy=delete",
+                    ));
                 }
                 if policies != ["delete"] {
                     return Err(invalid("String must be one of: compact, delete"));
                 }
             }
             "max.message.bytes" => {
-                let v: i32 = value
-                    .parse()
-                    .map_err(|_| invalid("Not a number of type INT"))?;
+                let v: i32 = value.parse().map_err(|_| invalid("Not a number of type INT"))?;
                 if v < 0 {
                     return Err(invalid("Value must be at least 0"));
                 }
                 c.max_message_bytes = v as usize;
             }
-            "retention.bytes" => {
-                c.retention_bytes = value
-                    .parse()
-                    .map_err(|_| invalid("Not a number of type LONG"))?
-            }
+            "retention.bytes" => c.retention_bytes = value.parse().map_err(|_| invalid("Not a number of type LONG"))?,
             "retention.ms" => {
-                let v: i64 = value
-                    .parse()
-                    .map_err(|_| invalid("Not a number of type LONG"))?;
+                let v: i64 = value.parse().map_err(|_| invalid("Not a number of type LONG"))?;
                 if v < -1 {
                     return Err(invalid("Value must be at least -1"));
                 }
                 c.retention_ms = v;
             }
             "segment.bytes" => {
-                let v: i32 = value
-                    .parse()
-                    .map_err(|_| invalid("Not a number of type INT"))?;
+                let v: i32 = value.parse().map_err(|_| invalid("Not a number of type INT"))?;
                 if v < 14 {
                     return Err(invalid("Value must be at least 14"));
                 }
                 c.segment_bytes = v as u64;
             }
             "segment.ms" => {
-                let v: i64 = value
-                    .parse()
-                    .map_err(|_| invalid("Not a number of type LONG"))?;
+                let v: i64 = value.parse().map_err(|_| invalid("Not a number of type LONG"))?;
                 if v < 1 {
                     return Err(invalid("Value must be at least 1"));
                 }
@@ -163,10 +143,7 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]

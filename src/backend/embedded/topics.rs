@@ -32,9 +32,7 @@ pub struct Topic {
 
 impl Topic {
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.partitions.get(i))
+        usize::try_from(index).ok().and_then(|i| self.partitions.get(i))
     }
 }
 
@@ -57,9 +55,7 @@ pub enum TopicError {
     InvalidPartitions,
     #[error("{0}")]
     InvalidConfig(#[from] TopicConfigError),
-    #[error(
-        "Topic currently has {current} partitions, which is higher than the requested {requested}."
-    )]
+    #[error("Topic currently has {current} partitions, which is higher than the requested {requested}.")]
     PartitionsNotIncreased { current: i32, requested: i32 },
     #[error("This server does not host this topic-partition.")]
     Unknown,
@@ -73,9 +69,7 @@ impl TopicError {
         match self {
             TopicError::AlreadyExists(_) => E::TopicAlreadyExists.code(),
             TopicError::InvalidName(_) => E::InvalidTopicException.code(),
-            TopicError::InvalidPartitions | TopicError::PartitionsNotIncreased { .. } => {
-                E::InvalidPartitions.code()
-            }
+            TopicError::InvalidPartitions | TopicError::PartitionsNotIncreased { .. } => E::InvalidPartitions.code(),
             TopicError::InvalidConfig(_) => E::InvalidConfig.code(),
             TopicError::Unknown => E::UnknownTopicOrPartition.code(),
             TopicError::Storage(_) => E::KafkaStorageError.code(),
@@ -102,9 +96,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
         ));
     }
     if name == "." || name == ".." {
-        return Err(TopicError::InvalidName(
-            "Topic name cannot be \".\" or \"..\"".into(),
-        ));
+        return Err(TopicError::InvalidName("Topic name cannot be \".\" or \"..\"".into()));
     }
     if name.len() > 249 {
         return Err(TopicError::InvalidName(format!(
@@ -126,13 +118,11 @@ impl TopicRegistry {
     /// Loads every topic listed in the metadata file and opens (recovers) its partition logs.
     pub fn open(data_dir: &Path, broker: &BrokerConfig) -> Result<TopicRegistry, TopicError> {
         let meta_dir = data_dir.join("__kgate");
-        std::fs::create_dir_all(&meta_dir)
-            .map_err(|e| TopicError::Storage(format!("{}: {e}", meta_dir.display())))?;
+        std::fs::create_dir_all(&meta_dir).map_err(|e| TopicError::Storage(format!("{}: {e}", meta_dir.display())))?;
         let meta_file = meta_dir.join("topics.json");
         let records: Vec<TopicRecord> = match std::fs::read(&meta_file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                TopicError::Storage(format!("{} is not valid: {e}", meta_file.display()))
-            })?,
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| TopicError::Storage(format!("{} is not valid: {e}", meta_file.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(TopicError::Storage(format!("{}: {e}", meta_file.display()))),
         };
@@ -314,8 +304,7 @@ impl TopicRegistry {
             })
             .collect();
         records.sort_by(|a, b| a.name.cmp(&b.name));
-        let json =
-            serde_json::to_vec_pretty(&records).map_err(|e| TopicError::Storage(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&records).map_err(|e| TopicError::Storage(e.to_string()))?;
         write_atomically(&self.meta_file, &json)
             .map_err(|e| TopicError::Storage(format!("{}: {e}", self.meta_file.display())))
     }
