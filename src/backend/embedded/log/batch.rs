@@ -292,9 +292,7 @@ mod tests {
     #[test]
     fn crc_append_matches_one_shot() {
         let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
-        let streamed = data
-            .chunks(33)
-            .fold(0u32, |crc, chunk| crc32c::crc32c_append(crc, chunk));
+        let streamed = data.chunks(33).fold(0u32, crc32c::crc32c_append);
         assert_eq!(streamed, crc32c::crc32c(&data));
     }
 

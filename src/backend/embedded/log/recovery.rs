@@ -132,8 +132,9 @@ pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Partiti
     if bases.is_empty() {
         segments.push(Segment::create(dir, 0)?);
     } else {
-        let mut active_at = bases.len() - 1;
-        for i in 0..active_at {
+        let last = bases.len() - 1;
+        let mut active_at = last;
+        for i in 0..last {
             match load_closed(dir, bases[i], bases[i + 1], interval)? {
                 Some(seg) => segments.push(seg),
                 None => {
