@@ -780,8 +780,9 @@ impl GroupCoordinator {
                 member: member_id.to_string(),
             },
         );
-        if let Some(m) = group.members.get_mut(member_id) {
-            m.heartbeat = timer;
+        // Without a runtime (no timer could be started) the previous deadline stays in force.
+        if let (Some(m), Some(timer)) = (group.members.get_mut(member_id), timer) {
+            m.heartbeat = Some(timer);
         }
     }
 

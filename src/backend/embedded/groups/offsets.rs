@@ -605,7 +605,11 @@ pub(super) fn remove_group_if_dead(
     let Some(group) = groups.get(group_id) else {
         return;
     };
-    if !group.is(GroupState::Empty) || store.has_offsets(group_id) {
+    // Members still obtaining their id (MEMBER_ID_REQUIRED) keep the group.
+    if !group.is(GroupState::Empty)
+        || store.has_offsets(group_id)
+        || !group.pending_members.is_empty()
+    {
         return;
     }
     info!(

@@ -715,6 +715,44 @@ async fn third_member_triggers_rebalance() {
     assert_eq!(c.group_state("g"), Some(GroupState::CompletingRebalance));
     // Old generation is now illegal.
     assert_eq!(heartbeat(&c, "g", 1, &a).await, ILLEGAL_GENERATION);
+
+    // A member that missed its JoinGroup response rejoins with the same metadata: it gets
+    // the current generation back without a new rebalance (the leader gets the members).
+    let again = join(c.clone(), Join::new("g", "b").member(&b)).await;
+    assert_eq!((again.error_code, again.generation_id), (NONE, 2));
+    assert!(again.members.is_empty());
+    let again = join(c.clone(), Join::new("g", "a").member(&a)).await;
+    assert_eq!((again.generation_id, again.members.len()), (2, 3));
+    assert_eq!(c.group_state("g"), Some(GroupState::CompletingRebalance));
+
+    // Everyone syncs; then a follower rejoining unchanged in Stable changes nothing either.
+    let c_id = rc.member_id.to_string();
+    let sb_ = spawn_sync(&c, "g", 2, &b);
+    let sc_ = spawn_sync(&c, "g", 2, &c_id);
+    settle().await;
+    let sa = sync(&c, "g", 2, &a, &[(&a, "A"), (&b, "B")]).await;
+    assert_eq!(&sa.assignment[..], b"A");
+    assert_eq!(&sb_.await.unwrap().assignment[..], b"B");
+    let sc = sc_.await.unwrap();
+    assert_eq!(sc.error_code, NONE);
+    assert!(
+        sc.assignment.is_empty(),
+        "members left out by the leader get nothing"
+    );
+    assert_eq!(c.group_state("g"), Some(GroupState::Stable));
+    let same = join(c.clone(), Join::new("g", "c").member(&c_id)).await;
+    assert_eq!((same.error_code, same.generation_id), (NONE, 2));
+    assert_eq!(c.group_state("g"), Some(GroupState::Stable));
+    // With new metadata it triggers a rebalance.
+    let changed = spawn_join(
+        &c,
+        Join::new("g", "c")
+            .member(&c_id)
+            .protocols(&[("range", subscription(&["t1", "t2"]))]),
+    );
+    settle().await;
+    assert!(!changed.is_finished());
+    assert_eq!(c.group_state("g"), Some(GroupState::PreparingRebalance));
 }
 
 #[tokio::test(start_paused = true)]
