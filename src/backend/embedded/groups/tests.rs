@@ -1060,6 +1060,27 @@ async fn inconsistent_protocols_are_rejected() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn new_member_join_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(dir.path());
+    let rs = stable_group(&c, vec![Join::new("g", "a").timeouts(10_000, 600_000)]).await;
+    let a = rs[0].member_id.to_string();
+    let b = spawn_join(&c, Join::new("g", "b").timeouts(10_000, 600_000));
+    settle().await;
+    let start = Instant::now();
+    // a stays alive but does not rejoin: the rebalance would last 10 minutes, but the new
+    // member's JoinGroup gives up after 5.
+    while !b.is_finished() {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(heartbeat(&c, "g", 1, &a).await, REBALANCE_IN_PROGRESS);
+        assert!(start.elapsed() < Duration::from_secs(400));
+    }
+    assert!(start.elapsed() >= Duration::from_millis(NEW_MEMBER_JOIN_TIMEOUT_MS));
+    assert_eq!(b.await.unwrap().error_code, UNKNOWN_MEMBER_ID);
+    assert_eq!(describe(&c, "g", 5).members.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn initial_rebalance_delay_collects_members() {
     let dir = tempfile::tempdir().unwrap();
     let c = GroupCoordinator::open(dir.path(), config(3000)).unwrap();
@@ -1647,18 +1668,22 @@ async fn topic_deletion_and_offset_expiration() {
     // Empty consumer group: offsets expire once retention has passed since it became empty.
     let rs = stable_group(&c, vec![Join::new("cg", "a")]).await;
     let a = rs[0].member_id.to_string();
-    commit(&c, 8, commit_req("cg", 1, &a, &[("t1", 1, 5, "")]));
+    commit(
+        &c,
+        8,
+        commit_req("cg", 1, &a, &[("t1", 1, 5, ""), ("t2", 0, 6, "")]),
+    );
     let retention = GroupConfig::default().offsets_retention_ms;
     let now = super::now_ms();
-    assert_eq!(
-        c.expire_offsets(now + retention * 2),
-        1,
-        "g's simple offset expired"
-    );
+    assert_eq!(c.expire_offsets(now + retention - 1000), 0);
+    // g's simple offset expires, and so does cg's offset of a topic it does not subscribe to.
+    assert_eq!(c.expire_offsets(now + retention * 2), 2);
+    assert_eq!(fetch_one(&c, "g", "t1", 0), -1);
+    assert_eq!(fetch_one(&c, "cg", "t2", 0), -1);
     assert_eq!(
         fetch_one(&c, "cg", "t1", 1),
         5,
-        "a group with members keeps them"
+        "a stable group keeps subscribed offsets"
     );
     leave(&c, "cg", &[(&a, None)], 3).await;
     assert_eq!(c.group_state("cg"), Some(GroupState::Empty));
