@@ -50,11 +50,12 @@ impl TopicLookup for Topics {
     }
 }
 
-/// t1 has 3 partitions, t2 has 2.
+/// t1 has 3 partitions, t2 has 2, t3 has 16.
 fn topics() -> Topics {
     Topics(HashMap::from([
         ("t1".to_string(), 3),
         ("t2".to_string(), 2),
+        ("t3".to_string(), 16),
     ]))
 }
 
@@ -1765,4 +1766,52 @@ async fn responses_encode_at_every_version() {
         };
         enc(&c.offset_fetch(req, v, &topics()), v);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_members_on_a_multi_threaded_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = GroupCoordinator::open(dir.path(), config(1000)).unwrap();
+    let joins = (0..6).map(|i| Join::new("g", &format!("c{i}"))).collect();
+    let rs = stable_group(&c, joins).await;
+    assert_eq!(rs[0].members.len(), 6);
+    let members: Vec<String> = rs.iter().map(|r| r.member_id.to_string()).collect();
+    let tasks: Vec<_> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let (c, m) = (c.clone(), m.clone());
+            tokio::spawn(async move {
+                for offset in 0..50 {
+                    let r = commit(
+                        &c,
+                        8,
+                        commit_req("g", 1, &m, &[("t3", i as i32, offset, "")]),
+                    );
+                    assert_eq!(r[0].2, NONE);
+                    if offset % 10 == 0 {
+                        assert_eq!(heartbeat(&c, "g", 1, &m).await, NONE);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (_, all) = fetch(&c, "g", None);
+    assert_eq!(all.len(), 6);
+    assert!(all.iter().all(|p| p.2 == 49));
+    let leaves: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let (c, m) = (c.clone(), m.clone());
+            tokio::spawn(async move { leave(&c, "g", &[(&m, None)], 5).await })
+        })
+        .collect();
+    for l in leaves {
+        assert_eq!(l.await.unwrap().members[0].error_code, NONE);
+    }
+    assert_eq!(c.group_state("g"), Some(GroupState::Empty));
+    c.shutdown();
 }
