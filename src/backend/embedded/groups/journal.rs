@@ -135,7 +135,19 @@ impl OffsetStore {
         let path = dir.join(JOURNAL_FILE);
         let mut groups = HashMap::new();
         let load_stats = match fs::read(&path) {
-            Ok(data) => load(&data, &mut groups),
+            Ok(data) => {
+                // Never compact away data this version cannot read.
+                if !data.is_empty() && !data.starts_with(HEADER.as_bytes()) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: not a kgate offsets journal, or an unsupported version of it",
+                            path.display()
+                        ),
+                    ));
+                }
+                load(&data, &mut groups)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => LoadStats::default(),
             Err(e) => return Err(e),
         };

@@ -1404,6 +1404,25 @@ async fn offsets_survive_reopen_and_torn_journal_tail() {
     assert_eq!(fetch_one(&c, "h", "t1", 2), -1);
 }
 
+#[test]
+fn unknown_journal_format_is_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(JOURNAL_FILE);
+    std::fs::write(
+        &path,
+        "# kgate consumer group offsets journal v2\nwhatever\n",
+    )
+    .unwrap();
+    let err = GroupCoordinator::open(dir.path(), config(0))
+        .err()
+        .expect("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(std::fs::read_to_string(&path).unwrap().contains("whatever"));
+    // An empty file is a fresh journal.
+    std::fs::write(&path, "").unwrap();
+    assert!(GroupCoordinator::open(dir.path(), config(0)).is_ok());
+}
+
 #[tokio::test]
 async fn journal_is_compacted() {
     let dir = tempfile::tempdir().unwrap();
