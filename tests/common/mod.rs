@@ -98,7 +98,8 @@ pub fn batch(values: &[&str], compression: Compression) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder splits a batch where offset - sequence changes; keep it constant.
+            sequence: i as i32,
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::copy_from_slice(v.as_bytes())),
@@ -152,6 +153,9 @@ pub async fn produce(client: &mut Client, topic: &str, partition: i32, records: 
                 .with_records(Some(records))])]);
     let resp = client.call(&req, 9).await;
     let p = &resp.responses[0].partition_responses[0];
+    if p.error_code != 0 {
+        eprintln!("produce error {}: {:?}", p.error_code, p.error_message);
+    }
     (p.error_code, p.base_offset)
 }
 
