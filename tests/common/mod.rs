@@ -70,12 +70,14 @@ impl Client {
 }
 
 pub fn config(data_dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = data_dir.to_path_buf();
-    c.listeners = vec![ListenerConfig {
-        bind: "127.0.0.1:0".into(),
-        ..ListenerConfig::default()
-    }];
+    let mut c = Config {
+        data_dir: data_dir.to_path_buf(),
+        listeners: vec![ListenerConfig {
+            bind: "127.0.0.1:0".into(),
+            ..ListenerConfig::default()
+        }],
+        ..Config::default()
+    };
     c.broker.group_initial_rebalance_delay_ms = 0;
     c
 }

@@ -90,7 +90,7 @@ pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -
         match name.as_str() {
             "cleanup.policy" => {
                 let policies: Vec<&str> = value.split(',').map(str::trim).collect();
-                if policies.iter().any(|p| *p == "compact") {
+                if policies.contains(&"compact") {
                     return Err(invalid(
                         "log compaction is not supported by kgate's embedded broker; use cleanup.policy=delete",
                     ));

@@ -79,8 +79,7 @@ impl BatchHeader {
     }
 
     pub(crate) fn last_offset(&self) -> i64 {
-        self.base_offset
-            .saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     pub(crate) fn compression(&self) -> i16 {
@@ -117,8 +116,7 @@ impl BatchHeader {
         if self.batch_length < MIN_BATCH_LENGTH {
             return Err(format!("batch length {}", self.batch_length));
         }
-        if self.last_offset_delta < 0 || self.record_count != self.last_offset_delta.wrapping_add(1)
-        {
+        if self.last_offset_delta < 0 || self.record_count != self.last_offset_delta.wrapping_add(1) {
             return Err(format!(
                 "lastOffsetDelta {} with record count {}",
                 self.last_offset_delta, self.record_count
@@ -214,13 +212,10 @@ pub(crate) fn validate_producer_batches(
             });
         }
         let batch = &rest[..size];
-        let header = BatchHeader::parse(batch).ok_or_else(|| {
-            AppendError::Corrupt(format!("truncated batch header at byte {start}"))
-        })?;
+        let header = BatchHeader::parse(batch)
+            .ok_or_else(|| AppendError::Corrupt(format!("truncated batch header at byte {start}")))?;
         if batch_crc(batch) != Some(header.crc) {
-            return Err(AppendError::Corrupt(format!(
-                "CRC mismatch in batch at byte {start}"
-            )));
+            return Err(AppendError::Corrupt(format!("CRC mismatch in batch at byte {start}")));
         }
         if header.compression() > MAX_COMPRESSION_CODEC {
             return Err(AppendError::Corrupt(format!(

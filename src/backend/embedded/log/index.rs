@@ -218,8 +218,7 @@ impl<E: IndexEntry> IndexFile<E> {
         for e in &mem[self.persisted..] {
             e.encode(&mut buf);
         }
-        self.file
-            .write_all_at(&buf, (self.persisted * E::SIZE) as u64)?;
+        self.file.write_all_at(&buf, (self.persisted * E::SIZE) as u64)?;
         self.file.set_len((mem.len() * E::SIZE) as u64)?;
         self.persisted = mem.len();
         Ok(())
@@ -259,9 +258,7 @@ mod tests {
             .map(|&p| idx.floor(p, |e| e.rel_offset).unwrap())
             .collect();
         idx.release_memory().unwrap();
-        let reopened = IndexFile::<OffsetEntry>::open_closed(&path)
-            .unwrap()
-            .unwrap();
+        let reopened = IndexFile::<OffsetEntry>::open_closed(&path).unwrap().unwrap();
         assert_eq!(reopened.len(), 100);
         for (p, m) in probes.iter().zip(mem) {
             let f = reopened.floor(*p, |e| e.rel_offset).unwrap();
@@ -289,13 +286,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("y.index");
         std::fs::write(&path, [0u8; 13]).unwrap();
-        assert!(IndexFile::<OffsetEntry>::open_closed(&path)
+        assert!(IndexFile::<OffsetEntry>::open_closed(&path).unwrap().is_none());
+        assert!(IndexFile::<OffsetEntry>::open_closed(&dir.path().join("missing"))
             .unwrap()
             .is_none());
-        assert!(
-            IndexFile::<OffsetEntry>::open_closed(&dir.path().join("missing"))
-                .unwrap()
-                .is_none()
-        );
     }
 }

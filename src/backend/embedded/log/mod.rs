@@ -131,9 +131,7 @@ pub enum AppendError {
         first_seq: i32,
         last_seq: i32,
     },
-    #[error(
-        "producer {producer_id} epoch {epoch} is older than the current epoch {current_epoch}"
-    )]
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current_epoch}")]
     InvalidProducerEpoch {
         producer_id: i64,
         epoch: i16,
@@ -390,12 +388,7 @@ impl PartitionLog {
 
     /// Whole batches from the one holding `fetch_offset`, up to `max_bytes` (the first batch alone
     /// if larger and `min_one_batch`), from a single segment.
-    pub fn read(
-        &self,
-        fetch_offset: i64,
-        max_bytes: usize,
-        min_one_batch: bool,
-    ) -> Result<Bytes, ReadError> {
+    pub fn read(&self, fetch_offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<Bytes, ReadError> {
         if fetch_offset < self.log_start_offset || fetch_offset > self.next_offset {
             return Err(ReadError::OffsetOutOfRange {
                 offset: fetch_offset,
@@ -409,12 +402,7 @@ impl PartitionLog {
         let interval = u64::from(self.config.index_interval_bytes);
         let first = self.segment_index_for(fetch_offset);
         for seg in &self.segments[first..] {
-            if let Some(bytes) = seg.read(
-                fetch_offset.max(seg.base_offset),
-                max_bytes,
-                min_one_batch,
-                interval,
-            )? {
+            if let Some(bytes) = seg.read(fetch_offset.max(seg.base_offset), max_bytes, min_one_batch, interval)? {
                 return Ok(bytes);
             }
         }
@@ -448,12 +436,9 @@ impl PartitionLog {
                 .idx
                 .time_index
                 .floor(timestamp, |e| e.timestamp)?
-                .map_or(seg.base_offset, |e| {
-                    seg.base_offset + i64::from(e.rel_offset)
-                });
+                .map_or(seg.base_offset, |e| seg.base_offset + i64::from(e.rel_offset));
             let position = seg.lookup_position(start_offset)?;
-            let mut scanner =
-                BatchScanner::new(&seg.log, position, seg.size, LOOKUP_SCAN_CHUNK, None);
+            let mut scanner = BatchScanner::new(&seg.log, position, seg.size, LOOKUP_SCAN_CHUNK, None);
             loop {
                 let (position, header) = match scanner.next_batch(false)? {
                     ScanStep::Batch { position, header } => (position, header),
@@ -465,8 +450,7 @@ impl PartitionLog {
                         )))
                     }
                 };
-                if header.max_timestamp < timestamp || header.last_offset() < self.log_start_offset
-                {
+                if header.max_timestamp < timestamp || header.last_offset() < self.log_start_offset {
                     continue;
                 }
                 let found = self
@@ -488,12 +472,8 @@ impl PartitionLog {
         header: &batch::BatchHeader,
     ) -> Result<impl Iterator<Item = (i64, i64)>, LogError> {
         let mut bytes = seg.read_batch_at(position, header)?;
-        let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
-            LogError::Corrupt(format!(
-                "batch at offset {} does not decode: {e}",
-                header.base_offset
-            ))
-        })?;
+        let set = RecordBatchDecoder::decode(&mut bytes)
+            .map_err(|e| LogError::Corrupt(format!("batch at offset {} does not decode: {e}", header.base_offset)))?;
         let max_ts = header.max_timestamp;
         Ok(set.records.into_iter().map(move |r| {
             let ts = match r.timestamp_type {
@@ -529,12 +509,7 @@ impl PartitionLog {
         }
     }
 
-    fn record_with_timestamp(
-        &self,
-        seg: &Segment,
-        batch_offset: i64,
-        ts: i64,
-    ) -> Result<Option<i64>, LogError> {
+    fn record_with_timestamp(&self, seg: &Segment, batch_offset: i64, ts: i64) -> Result<Option<i64>, LogError> {
         let position = seg.lookup_position(batch_offset)?;
         let mut scanner = BatchScanner::new(&seg.log, position, seg.size, LOOKUP_SCAN_CHUNK, None);
         while let ScanStep::Batch { position, header } = scanner.next_batch(false)? {

@@ -109,10 +109,7 @@ impl ProducerStates {
                 }
             }
         }
-        let (current_epoch, current_last_seq) = match (
-            pending.iter().rev().find(|p| p.producer_id == pid),
-            committed,
-        ) {
+        let (current_epoch, current_last_seq) = match (pending.iter().rev().find(|p| p.producer_id == pid), committed) {
             (Some(p), _) => (p.epoch, p.meta.last_seq),
             (None, Some(c)) => (c.epoch, c.last_seq()),
             (None, None) => (NO_PRODUCER_EPOCH, NO_SEQUENCE),
@@ -153,14 +150,11 @@ impl ProducerStates {
 
     /// Records an appended batch (also used, unvalidated, when replaying the log).
     pub(crate) fn apply(&mut self, p: &PendingBatch) {
-        let entry = self
-            .map
-            .entry(p.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: NO_PRODUCER_EPOCH,
-                batches: VecDeque::with_capacity(BATCHES_TO_RETAIN),
-                last_timestamp: p.max_timestamp,
-            });
+        let entry = self.map.entry(p.producer_id).or_insert_with(|| ProducerEntry {
+            epoch: NO_PRODUCER_EPOCH,
+            batches: VecDeque::with_capacity(BATCHES_TO_RETAIN),
+            last_timestamp: p.max_timestamp,
+        });
         if entry.epoch != p.epoch {
             entry.batches.clear();
             entry.epoch = p.epoch;
@@ -350,10 +344,7 @@ mod tests {
             append(&mut s, &header(5, 0, i32::MAX - 1, 2), 0),
             Ok(Check::Append(_))
         ));
-        assert!(matches!(
-            append(&mut s, &header(5, 0, 0, 1), 2),
-            Ok(Check::Append(_))
-        ));
+        assert!(matches!(append(&mut s, &header(5, 0, 0, 1), 2), Ok(Check::Append(_))));
         assert!(matches!(
             append(&mut s, &header(5, 0, 5, 1), 3),
             Err(AppendError::OutOfOrderSequence { .. })

@@ -12,8 +12,8 @@ use super::batch::{BatchHeader, HEADER_SIZE, NO_TIMESTAMP};
 use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::producer::ProducerStates;
 use super::segment::{
-    file_path, parse_file_name, BatchScanner, ScanStep, Segment, SegmentIndexes, INDEX_SUFFIX,
-    LOG_SUFFIX, SNAPSHOT_SUFFIX, TIME_INDEX_SUFFIX,
+    file_path, parse_file_name, BatchScanner, ScanStep, Segment, SegmentIndexes, INDEX_SUFFIX, LOG_SUFFIX,
+    SNAPSHOT_SUFFIX, TIME_INDEX_SUFFIX,
 };
 use super::{LogConfig, LogError, PartitionLog, RECOVERY_SCAN_CHUNK};
 
@@ -114,9 +114,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Partiti
         match parse_file_name(name) {
             Some((base, LOG_SUFFIX)) => bases.push(base),
             Some((offset, SNAPSHOT_SUFFIX)) => snapshots.push(offset),
-            Some((base, INDEX_SUFFIX | TIME_INDEX_SUFFIX)) => {
-                index_files.push((base, entry.path()))
-            }
+            Some((base, INDEX_SUFFIX | TIME_INDEX_SUFFIX)) => index_files.push((base, entry.path())),
             _ => {}
         }
     }
@@ -152,25 +150,13 @@ pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Partiti
                 }
             }
         }
-        segments.push(load_active(
-            dir,
-            bases[active_at],
-            marker,
-            interval,
-            now_ms,
-        )?);
+        segments.push(load_active(dir, bases[active_at], marker, interval, now_ms)?);
     }
 
     let log_start_offset = segments[0].base_offset;
     let next_offset = segments.last().map_or(0, |s| s.next_offset);
     let total_size = segments.iter().map(|s| s.size).sum();
-    let producers = load_producer_state(
-        dir,
-        &segments,
-        &mut snapshots,
-        log_start_offset,
-        next_offset,
-    )?;
+    let producers = load_producer_state(dir, &segments, &mut snapshots, log_start_offset, next_offset)?;
 
     Ok(PartitionLog {
         dir: dir.to_path_buf(),
@@ -192,12 +178,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Partiti
 
 /// Loads a closed segment whose successor starts at `next_base`. `None` when the segment does not
 /// hold exactly the valid batches `[base, next_base)`.
-fn load_closed(
-    dir: &Path,
-    base: i64,
-    next_base: i64,
-    interval: u64,
-) -> io::Result<Option<Segment>> {
+fn load_closed(dir: &Path, base: i64, next_base: i64, interval: u64) -> io::Result<Option<Segment>> {
     let log = open_log_file(dir, base)?;
     let size = log.metadata()?.len();
     let span = next_base - base;
@@ -206,18 +187,14 @@ fn load_closed(
     if let (Some(index), Some(time_index)) = (index, time_index) {
         let last = index.last()?;
         let last_time = time_index.last()?;
-        let sane = last
-            .is_none_or(|e| i64::from(e.rel_offset) < span && u64::from(e.position) < size)
+        let sane = last.is_none_or(|e| i64::from(e.rel_offset) < span && u64::from(e.position) < size)
             && last_time.is_none_or(|e| i64::from(e.rel_offset) < span);
         if sane {
-            let (start, start_offset) = last.map_or((0, base), |e| {
-                (u64::from(e.position), base + i64::from(e.rel_offset))
-            });
-            let (mut max_ts, mut offset_of_max) = last_time.map_or((NO_TIMESTAMP, base), |e| {
-                (e.timestamp, base + i64::from(e.rel_offset))
-            });
-            let mut scanner =
-                BatchScanner::new(&log, start, size, RECOVERY_SCAN_CHUNK, Some(start_offset));
+            let (start, start_offset) =
+                last.map_or((0, base), |e| (u64::from(e.position), base + i64::from(e.rel_offset)));
+            let (mut max_ts, mut offset_of_max) =
+                last_time.map_or((NO_TIMESTAMP, base), |e| (e.timestamp, base + i64::from(e.rel_offset)));
+            let mut scanner = BatchScanner::new(&log, start, size, RECOVERY_SCAN_CHUNK, Some(start_offset));
             let tail_ok = loop {
                 match scanner.next_batch(true)? {
                     ScanStep::Batch { header, .. } => {
@@ -292,9 +269,7 @@ fn scan_rebuild(
                 on_batch(&header);
             }
             ScanStep::End => break None,
-            ScanStep::Invalid { position, reason } => {
-                break Some(format!("byte {position}: {reason}"))
-            }
+            ScanStep::Invalid { position, reason } => break Some(format!("byte {position}: {reason}")),
         }
     };
     let size = scanner.position();
@@ -320,25 +295,12 @@ fn scan_rebuild(
 
 /// Loads the active segment: trusted after a matching clean shutdown (tail verified), else fully
 /// scanned and cut back to its last valid batch.
-fn load_active(
-    dir: &Path,
-    base: i64,
-    marker: Option<CleanMarker>,
-    interval: u64,
-    now_ms: i64,
-) -> io::Result<Segment> {
+fn load_active(dir: &Path, base: i64, marker: Option<CleanMarker>, interval: u64, now_ms: i64) -> io::Result<Segment> {
     let log = open_log_file(dir, base)?;
     let file_size = log.metadata()?.len();
     let mut clean = None;
     if let Some(m) = marker.filter(|m| m.active_base == base && m.active_size == file_size) {
-        clean = load_active_clean(
-            dir,
-            base,
-            log.try_clone()?,
-            file_size,
-            m.log_end_offset,
-            interval,
-        )?;
+        clean = load_active_clean(dir, base, log.try_clone()?, file_size, m.log_end_offset, interval)?;
         if clean.is_none() {
             tracing::warn!(dir = %dir.display(), "clean-shutdown state does not match the log: recovering");
         }
@@ -385,13 +347,10 @@ fn load_active_clean(
     log_end_offset: i64,
     interval: u64,
 ) -> io::Result<Option<Segment>> {
-    let Some(index) = IndexFile::<OffsetEntry>::open_active(&file_path(dir, base, INDEX_SUFFIX))?
-    else {
+    let Some(index) = IndexFile::<OffsetEntry>::open_active(&file_path(dir, base, INDEX_SUFFIX))? else {
         return Ok(None);
     };
-    let Some(time_index) =
-        IndexFile::<TimeEntry>::open_active(&file_path(dir, base, TIME_INDEX_SUFFIX))?
-    else {
+    let Some(time_index) = IndexFile::<TimeEntry>::open_active(&file_path(dir, base, TIME_INDEX_SUFFIX))? else {
         return Ok(None);
     };
     let span = log_end_offset - base;
@@ -410,12 +369,12 @@ fn load_active_clean(
     if !index_ok || !time_ok {
         return Ok(None);
     }
-    let (start, start_offset) = entries.last().map_or((0, base), |e| {
-        (u64::from(e.position), base + i64::from(e.rel_offset))
-    });
-    let (max_ts, offset_of_max) = times.last().map_or((NO_TIMESTAMP, base), |e| {
-        (e.timestamp, base + i64::from(e.rel_offset))
-    });
+    let (start, start_offset) = entries
+        .last()
+        .map_or((0, base), |e| (u64::from(e.position), base + i64::from(e.rel_offset)));
+    let (max_ts, offset_of_max) = times
+        .last()
+        .map_or((NO_TIMESTAMP, base), |e| (e.timestamp, base + i64::from(e.rel_offset)));
     let mut idx = SegmentIndexes {
         index,
         time_index,
@@ -473,10 +432,7 @@ fn load_producer_state(
             continue;
         }
         if state.is_some() {
-            if segments
-                .binary_search_by_key(&offset, |s| s.base_offset)
-                .is_err()
-            {
+            if segments.binary_search_by_key(&offset, |s| s.base_offset).is_err() {
                 remove_if_exists(&path)?;
             }
             continue;
@@ -493,10 +449,7 @@ fn load_producer_state(
         }
     }
     let (mut producers, from) = state.unwrap_or_else(|| (ProducerStates::default(), log_start));
-    for seg in segments
-        .iter()
-        .filter(|s| s.next_offset > from && s.size > 0)
-    {
+    for seg in segments.iter().filter(|s| s.next_offset > from && s.size > 0) {
         let start = if from > seg.base_offset {
             seg.lookup_position(from)?
         } else {

@@ -67,8 +67,7 @@ impl SegmentIndexes {
         if self.bytes_since_index > interval {
             self.index.push(OffsetEntry {
                 rel_offset: relative(segment_base, batch_base_offset)?,
-                position: u32::try_from(position)
-                    .map_err(|_| invalid_data("segment position exceeds u32"))?,
+                position: u32::try_from(position).map_err(|_| invalid_data("segment position exceeds u32"))?,
             })?;
             self.maybe_append_time_entry(segment_base)?;
             self.bytes_since_index = 0;
@@ -83,10 +82,7 @@ impl SegmentIndexes {
         if self.max_timestamp <= NO_TIMESTAMP {
             return Ok(());
         }
-        let last_ts = self
-            .time_index
-            .last()?
-            .map_or(NO_TIMESTAMP, |e| e.timestamp);
+        let last_ts = self.time_index.last()?.map_or(NO_TIMESTAMP, |e| e.timestamp);
         if self.max_timestamp > last_ts {
             self.time_index.push(TimeEntry {
                 timestamp: self.max_timestamp,
@@ -148,11 +144,7 @@ impl Segment {
     /// Writes `slices` at the end of the file with `writev` (the file cursor is kept at `size`).
     /// On failure the file is cut back to its previous size; the flag in the error tells whether
     /// that worked (if not, the segment's file state is unknown).
-    pub(crate) fn write_vectored(
-        &mut self,
-        slices: &mut [IoSlice<'_>],
-        total: u64,
-    ) -> Result<(), (io::Error, bool)> {
+    pub(crate) fn write_vectored(&mut self, slices: &mut [IoSlice<'_>], total: u64) -> Result<(), (io::Error, bool)> {
         let mut bufs = slices;
         let mut result = Ok(());
         while !bufs.is_empty() {
@@ -176,8 +168,8 @@ impl Segment {
                 Ok(())
             }
             Err(e) => {
-                let restored = self.log.set_len(self.size).is_ok()
-                    && (&self.log).seek(SeekFrom::Start(self.size)).is_ok();
+                let restored =
+                    self.log.set_len(self.size).is_ok() && (&self.log).seek(SeekFrom::Start(self.size)).is_ok();
                 Err((e, restored))
             }
         }
@@ -224,9 +216,7 @@ impl Segment {
 
     /// File position of a batch at or before the batch holding `offset` (sparse index lookup).
     pub(crate) fn lookup_position(&self, offset: i64) -> io::Result<u64> {
-        let rel = offset
-            .saturating_sub(self.base_offset)
-            .clamp(0, u32::MAX as i64) as u32;
+        let rel = offset.saturating_sub(self.base_offset).clamp(0, u32::MAX as i64) as u32;
         Ok(self
             .idx
             .index
@@ -270,9 +260,7 @@ impl Segment {
         if fetch_offset < self.base_offset || fetch_offset >= self.next_offset {
             return Ok(None);
         }
-        let want = interval
-            .saturating_add(max_bytes as u64)
-            .max(HEADER_SIZE as u64);
+        let want = interval.saturating_add(max_bytes as u64).max(HEADER_SIZE as u64);
         let mut chunk_start = self.lookup_position(fetch_offset)?;
         // Find the batch holding fetch_offset.
         let (buf, at, first) = loop {
@@ -362,13 +350,7 @@ pub(crate) struct BatchScanner<'a> {
 impl<'a> BatchScanner<'a> {
     /// Scans `[start, end)` of `file`; `expected_offset` (if any) is the base offset the batch at
     /// `start` must have, later batches must follow contiguously.
-    pub(crate) fn new(
-        file: &'a File,
-        start: u64,
-        end: u64,
-        chunk: usize,
-        expected_offset: Option<i64>,
-    ) -> Self {
+    pub(crate) fn new(file: &'a File, start: u64, end: u64, chunk: usize, expected_offset: Option<i64>) -> Self {
         BatchScanner {
             file,
             end,

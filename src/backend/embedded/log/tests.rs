@@ -59,10 +59,7 @@ fn encode_batch(
         },
     )
     .unwrap();
-    assert_eq!(
-        BatchHeader::parse(&buf).unwrap().record_count,
-        timestamps.len() as i32
-    );
+    assert_eq!(BatchHeader::parse(&buf).unwrap().record_count, timestamps.len() as i32);
     buf.to_vec()
 }
 
@@ -81,13 +78,9 @@ fn with_ts(timestamps: &[i64], compression: Compression) -> Vec<u8> {
 
 fn idem(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
     let timestamps: Vec<i64> = (0..n as i64).map(|i| NOW + i).collect();
-    encode_batch(
-        &timestamps,
-        Some((pid, epoch, seq)),
-        Compression::None,
-        false,
-        |i| format!("p{pid}-{seq}-{i}").into_bytes(),
-    )
+    encode_batch(&timestamps, Some((pid, epoch, seq)), Compression::None, false, |i| {
+        format!("p{pid}-{seq}-{i}").into_bytes()
+    })
 }
 
 /// (offset, timestamp, value) of every record in `bytes` (whole batches).
@@ -220,10 +213,7 @@ fn concatenated_batches_get_consecutive_offsets() {
     let bytes = log.read(0, 1 << 20, false).unwrap();
     assert_eq!(offsets(&bytes), (0..7).collect::<Vec<_>>());
     assert_eq!(
-        headers(&bytes)
-            .iter()
-            .map(|h| h.base_offset)
-            .collect::<Vec<_>>(),
+        headers(&bytes).iter().map(|h| h.base_offset).collect::<Vec<_>>(),
         vec![0, 2, 5]
     );
 }
@@ -267,10 +257,7 @@ fn max_bytes_and_min_one_batch() {
     assert!(log.read(5, 0, false).unwrap().is_empty());
     assert_eq!(log.read(5, 0, true).unwrap().len(), b.len());
     // Everything.
-    assert_eq!(
-        log.read(0, usize::MAX / 2, false).unwrap().len(),
-        a.len() * 3
-    );
+    assert_eq!(log.read(0, usize::MAX / 2, false).unwrap().len(), a.len() * 3);
 }
 
 #[test]
@@ -307,10 +294,7 @@ fn segments_roll_by_size() {
         assert!(fs::metadata(p).unwrap().len() <= segment_bytes);
     }
     assert_eq!(
-        consume_all(&log, 100)
-            .iter()
-            .map(|(o, _)| *o)
-            .collect::<Vec<_>>(),
+        consume_all(&log, 100).iter().map(|(o, _)| *o).collect::<Vec<_>>(),
         (0..30).collect::<Vec<_>>()
     );
     // A batch larger than segment.bytes still goes in (alone).
@@ -455,9 +439,7 @@ fn reopen_after_crash_rebuilds_the_active_segment() {
     crash(log);
     // The lazily written active index never reached the file.
     assert_eq!(
-        fs::metadata(dir.path().join(format!("{:020}.index", 0)))
-            .unwrap()
-            .len(),
+        fs::metadata(dir.path().join(format!("{:020}.index", 0))).unwrap().len(),
         0
     );
     let mut log = open(dir.path(), config.clone());
@@ -465,12 +447,7 @@ fn reopen_after_crash_rebuilds_the_active_segment() {
     assert_eq!(consume_all(&log, 300), all);
     assert_eq!(log.append(&plain(1, NOW), NOW).unwrap().base_offset, 100);
     log.close().unwrap();
-    assert!(
-        fs::metadata(dir.path().join(format!("{:020}.index", 0)))
-            .unwrap()
-            .len()
-            > 0
-    );
+    assert!(fs::metadata(dir.path().join(format!("{:020}.index", 0))).unwrap().len() > 0);
 }
 
 fn torn_tail_case(damage: impl Fn(&Path), clean_close: bool) {
@@ -503,10 +480,7 @@ fn torn_tail_case(damage: impl Fn(&Path), clean_close: bool) {
     let log = open(dir.path(), config);
     assert_eq!(log.log_end_offset(), 14);
     assert_eq!(
-        consume_all(&log, 100)
-            .iter()
-            .map(|(o, _)| *o)
-            .collect::<Vec<_>>(),
+        consume_all(&log, 100).iter().map(|(o, _)| *o).collect::<Vec<_>>(),
         (0..14).collect::<Vec<_>>()
     );
 }
@@ -587,11 +561,8 @@ fn deleted_or_corrupt_index_files_are_rebuilt() {
     let config = small(3000, 64);
     let mut log = open(dir.path(), config.clone());
     for i in 0..60 {
-        log.append(
-            &with_ts(&[NOW + i * 10, NOW + i * 10 + 5], Compression::None),
-            NOW,
-        )
-        .unwrap();
+        log.append(&with_ts(&[NOW + i * 10, NOW + i * 10 + 5], Compression::None), NOW)
+            .unwrap();
     }
     assert!(log.segment_count() >= 3);
     let leo = log.log_end_offset();
@@ -614,17 +585,10 @@ fn deleted_or_corrupt_index_files_are_rebuilt() {
     let check = |log: &PartitionLog| {
         assert_eq!(log.log_end_offset(), leo);
         for o in 0..leo {
-            assert_eq!(
-                log.read(o, 1, true).unwrap(),
-                firsts[o as usize],
-                "offset {o}"
-            );
+            assert_eq!(log.read(o, 1, true).unwrap(), firsts[o as usize], "offset {o}");
         }
         for i in 0..60 {
-            assert_eq!(
-                log.offset_for_timestamp(NOW + i * 10 + 3).unwrap(),
-                by_time[i as usize]
-            );
+            assert_eq!(log.offset_for_timestamp(NOW + i * 10 + 3).unwrap(), by_time[i as usize]);
         }
     };
     let log = open(dir.path(), config.clone());
@@ -674,10 +638,7 @@ fn idempotent_duplicates_return_the_original_offsets() {
     assert_eq!(err.error_code(), 45, "{err}");
     // A duplicate of another epoch is not a duplicate.
     let err = log.append(&idem(7, 1, 10, 1), NOW).unwrap_err();
-    assert!(
-        matches!(err, AppendError::OutOfOrderSequence { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, AppendError::OutOfOrderSequence { .. }), "{err}");
 }
 
 #[test]
@@ -738,10 +699,7 @@ fn stale_epoch_and_epoch_bump() {
     assert_eq!(out.base_offset, 5);
     assert_eq!(log.append(&idem(9, 3, 2, 1), NOW).unwrap().base_offset, 7);
     // The old epoch is fenced now, and its batches are no longer duplicates.
-    assert_eq!(
-        log.append(&idem(9, 2, 0, 5), NOW).unwrap_err().error_code(),
-        47
-    );
+    assert_eq!(log.append(&idem(9, 2, 0, 5), NOW).unwrap_err().error_code(), 47);
     assert_eq!(log.log_end_offset(), 8);
 }
 
@@ -773,10 +731,7 @@ fn duplicates_are_detected_after_reopen_across_rolls() {
         }
         assert!(log.append(&idem(2, 0, 0, 1), NOW).unwrap().duplicate);
         assert_eq!(log.append(&idem(1, 0, 6, 1), NOW).unwrap().base_offset, 7);
-        assert_eq!(
-            log.append(&idem(1, 0, 9, 1), NOW).unwrap_err().error_code(),
-            45
-        );
+        assert_eq!(log.append(&idem(1, 0, 9, 1), NOW).unwrap_err().error_code(), 45);
         crash(log);
         // Without any snapshot the whole log is replayed.
         for p in files_with_suffix(dir.path(), "snapshot") {
@@ -821,10 +776,7 @@ fn duplicates_survive_retention_through_the_snapshot() {
     let mut log = open(dir.path(), config);
     let dup = log.append(&b0, NOW).unwrap();
     assert!(dup.duplicate);
-    assert_eq!(
-        (dup.base_offset, dup.last_offset, dup.log_start_offset),
-        (0, 1, 4)
-    );
+    assert_eq!((dup.base_offset, dup.last_offset, dup.log_start_offset), (0, 1, 4));
     assert!(log.append(&b1, NOW).unwrap().duplicate);
     assert_eq!(log.append(&idem(1, 0, 4, 1), NOW).unwrap().base_offset, 8);
 }
@@ -849,10 +801,7 @@ fn reads_start_at_the_sparse_index_not_the_segment_start() {
         assert_eq!(headers(&bytes)[0].base_offset, o / 2 * 2);
     }
     // Batch 74 holds offsets 148..=149 with timestamps NOW+74, NOW+75.
-    assert_eq!(
-        log.offset_for_timestamp(NOW + 75).unwrap(),
-        Some((149, NOW + 75))
-    );
+    assert_eq!(log.offset_for_timestamp(NOW + 75).unwrap(), Some((149, NOW + 75)));
 }
 
 #[test]
@@ -860,11 +809,9 @@ fn idle_producers_expire_with_retention() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), LogConfig::default());
     log.append(&idem(4, 0, 0, 1), NOW).unwrap();
-    log.enforce_retention(NOW + PRODUCER_ID_EXPIRATION_MS - 1)
-        .unwrap();
+    log.enforce_retention(NOW + PRODUCER_ID_EXPIRATION_MS - 1).unwrap();
     assert_eq!(log.producer_count(), 1);
-    log.enforce_retention(NOW + PRODUCER_ID_EXPIRATION_MS)
-        .unwrap();
+    log.enforce_retention(NOW + PRODUCER_ID_EXPIRATION_MS).unwrap();
     assert_eq!(log.producer_count(), 0);
     // Unknown again: any sequence is accepted.
     assert!(log.append(&idem(4, 0, 50, 1), NOW).is_ok());
@@ -930,9 +877,7 @@ fn invalid_batches_are_refused_and_nothing_is_written() {
     b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
     fix_crc(&mut b);
     cases.push(("idempotent without sequence", b, 87));
-    let tx = encode_batch(&[NOW], Some((5, 0, 0)), Compression::None, true, |_| {
-        b"t".to_vec()
-    });
+    let tx = encode_batch(&[NOW], Some((5, 0, 0)), Compression::None, true, |_| b"t".to_vec());
     cases.push(("transactional", tx, 48));
     let big = encode_batch(&[NOW], None, Compression::None, false, |_| vec![b'x'; 400]);
     cases.push(("too large", big.clone(), 10));
@@ -956,10 +901,7 @@ fn invalid_batches_are_refused_and_nothing_is_written() {
     ));
     let mut b = good.clone();
     b[16] = 0;
-    assert!(matches!(
-        log.append(&b, NOW),
-        Err(AppendError::UnsupportedMagic(0))
-    ));
+    assert!(matches!(log.append(&b, NOW), Err(AppendError::UnsupportedMagic(0))));
     assert!(matches!(
         log.append(
             &encode_batch(&[NOW], Some((5, 0, 0)), Compression::None, true, |_| vec![]),
@@ -976,12 +918,12 @@ fn offset_for_timestamp_across_segments_and_inside_compressed_batches() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path(), small(400, 64));
     let batches = [
-        with_ts(&[1000, 1001, 1002], Compression::None), // 0..=2
-        with_ts(&[2000, 2010, 2020, 2030], Compression::Gzip), // 3..=6
-        with_ts(&[3000, 3010, 3020], Compression::Lz4),  // 7..=9
-        with_ts(&[1500], Compression::None),             // 10 (out of order)
+        with_ts(&[1000, 1001, 1002], Compression::None),             // 0..=2
+        with_ts(&[2000, 2010, 2020, 2030], Compression::Gzip),       // 3..=6
+        with_ts(&[3000, 3010, 3020], Compression::Lz4),              // 7..=9
+        with_ts(&[1500], Compression::None),                         // 10 (out of order)
         with_ts(&[4000, 4005, 4010, 4020, 4030], Compression::Zstd), // 11..=15
-        with_ts(&[5000, 5001], Compression::Snappy),     // 16..=17
+        with_ts(&[5000, 5001], Compression::Snappy),                 // 16..=17
     ];
     for b in &batches {
         log.append(b, NOW).unwrap();
@@ -1008,11 +950,7 @@ fn offset_for_timestamp_across_segments_and_inside_compressed_batches() {
     log.close().unwrap();
     let log = open(dir.path(), small(400, 64));
     for (ts, expected) in cases {
-        assert_eq!(
-            log.offset_for_timestamp(ts).unwrap(),
-            expected,
-            "reopened, ts {ts}"
-        );
+        assert_eq!(log.offset_for_timestamp(ts).unwrap(), expected, "reopened, ts {ts}");
     }
 }
 
@@ -1022,21 +960,17 @@ fn max_timestamp_finds_the_record() {
     let config = small(300, 64);
     let mut log = open(dir.path(), config.clone());
     assert_eq!(log.max_timestamp(), None);
-    log.append(&with_ts(&[5, 9, 7], Compression::None), NOW)
-        .unwrap(); // 0..=2
+    log.append(&with_ts(&[5, 9, 7], Compression::None), NOW).unwrap(); // 0..=2
     assert_eq!(log.max_timestamp(), Some((1, 9)));
-    log.append(&with_ts(&[3, 12, 12, 4], Compression::Gzip), NOW)
-        .unwrap(); // 3..=6
+    log.append(&with_ts(&[3, 12, 12, 4], Compression::Gzip), NOW).unwrap(); // 3..=6
     log.append(&with_ts(&[11], Compression::None), NOW).unwrap(); // 7
-    log.append(&with_ts(&[12, 1], Compression::Lz4), NOW)
-        .unwrap(); // 8..=9
+    log.append(&with_ts(&[12, 1], Compression::Lz4), NOW).unwrap(); // 8..=9
     assert!(log.segment_count() >= 2);
     assert_eq!(log.max_timestamp(), Some((4, 12)));
     log.close().unwrap();
     let mut log = open(dir.path(), config.clone());
     assert_eq!(log.max_timestamp(), Some((4, 12)));
-    log.append(&with_ts(&[2, 13, 6], Compression::None), NOW)
-        .unwrap(); // 10..=12
+    log.append(&with_ts(&[2, 13, 6], Compression::None), NOW).unwrap(); // 10..=12
     assert_eq!(log.max_timestamp(), Some((11, 13)));
     crash(log);
     let log = open(dir.path(), config);
