@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import signal
 import socket
@@ -126,13 +127,20 @@ class Kgate:
             return ""
 
     def log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
+        """The last n lines, or the start of a panic/abort report if there is one."""
+        text = self.log_text()
+        for marker in ("panicked", "memory allocation of", "fatal runtime error"):
+            at = text.rfind(marker)
+            if at >= 0:
+                return text[max(0, at - 300):at + 2500]
+        return "\n".join(text.splitlines()[-n:])
 
     def start(self, ready_timeout: float = 20.0) -> "Kgate":
         assert not self.running(), "kgate already running"
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("RUST_LOG", "info")
+        env.setdefault("NO_COLOR", "1")
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== test harness: starting kgate at {time.strftime('%H:%M:%S')} =====\n".encode())
             log.flush()
@@ -369,7 +377,8 @@ class BackgroundProducer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"bg-producer-{topic}", daemon=True)
         self._p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                            "linger.ms": 2, "message.timeout.ms": 30000})
+                            "linger.ms": 2, "message.timeout.ms": 30000},
+                           logger=logging.getLogger(f"bg-producer.{topic}"))
 
     def _dr(self, err, msg):
         if err is not None:
@@ -396,6 +405,11 @@ class BackgroundProducer:
                 self._p.produce(self.topic, str(self.produced).encode(), on_delivery=self._dr)
                 self.produced += 1
             self._p.poll(0.005)
+
+    def abort(self) -> None:
+        """Stop producing without waiting for outstanding records (used when a test already failed)."""
+        self._stop.set()
+        self._thread.join(10)
 
     def stop(self) -> None:
         self._stop.set()
