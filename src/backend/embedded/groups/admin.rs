@@ -6,8 +6,8 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    GroupId, ListGroupsRequest, ListGroupsResponse,
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, GroupId,
+    ListGroupsRequest, ListGroupsResponse,
 };
 use tracing::{info, warn};
 
@@ -23,11 +23,7 @@ const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 const CLASSIC_GROUP_TYPE: &str = "classic";
 
 impl GroupCoordinator {
-    pub fn describe_groups(
-        &self,
-        req: DescribeGroupsRequest,
-        version: i16,
-    ) -> DescribeGroupsResponse {
+    pub fn describe_groups(&self, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
         let include_ops = version >= 3 && req.include_authorized_operations;
         let st = self.lock_state();
         let groups = req
@@ -61,12 +57,7 @@ impl GroupCoordinator {
                             })
                             .with_client_id(sb(m.client_id.clone()))
                             .with_client_host(sb(m.client_host.clone()))
-                            .with_member_metadata(
-                                stable_protocol
-                                    .as_deref()
-                                    .map(|p| m.metadata(p))
-                                    .unwrap_or_default(),
-                            )
+                            .with_member_metadata(stable_protocol.as_deref().map(|p| m.metadata(p)).unwrap_or_default())
                             .with_member_assignment(m.assignment.clone())
                     })
                     .collect();

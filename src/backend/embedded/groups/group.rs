@@ -288,16 +288,12 @@ impl Group {
     }
 
     pub fn member_ids_in_order(&self) -> Vec<String> {
-        self.members_in_order()
-            .into_iter()
-            .map(|m| m.id.clone())
-            .collect()
+        self.members_in_order().into_iter().map(|m| m.id.clone()).collect()
     }
 
     pub fn add_member(&mut self, mut member: Member) {
         if let Some(instance) = &member.instance_id {
-            self.static_members
-                .insert(instance.clone(), member.id.clone());
+            self.static_members.insert(instance.clone(), member.id.clone());
         }
         if self.members.is_empty() {
             self.protocol_type = Some(member.protocol_type.clone());
@@ -331,10 +327,7 @@ impl Group {
     }
 
     pub fn num_awaiting_join(&self) -> usize {
-        self.members
-            .values()
-            .filter(|m| m.is_awaiting_join())
-            .count()
+        self.members.values().filter(|m| m.is_awaiting_join()).count()
     }
 
     pub fn has_all_members_joined(&self) -> bool {
@@ -343,11 +336,7 @@ impl Group {
 
     /// Max of the members' rebalance timeouts.
     pub fn rebalance_timeout_ms(&self) -> i32 {
-        self.members
-            .values()
-            .map(|m| m.rebalance_timeout_ms)
-            .max()
-            .unwrap_or(0)
+        self.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(0)
     }
 
     fn protocol_counts(&self) -> HashMap<&str, usize> {
@@ -385,11 +374,7 @@ impl Group {
         }
         let n = self.members.len();
         let counts = self.protocol_counts();
-        let candidates: HashSet<&str> = counts
-            .iter()
-            .filter(|(_, c)| **c == n)
-            .map(|(name, _)| *name)
-            .collect();
+        let candidates: HashSet<&str> = counts.iter().filter(|(_, c)| **c == n).map(|(name, _)| *name).collect();
         let mut votes: HashMap<&str, usize> = HashMap::new();
         for m in self.members.values() {
             if let Some(p) = m.vote(&candidates) {
@@ -407,13 +392,7 @@ impl Group {
             .iter()
             .map(|(name, _)| name.as_str())
             .find(|name| votes.get(name).copied() == Some(max))
-            .or_else(|| {
-                votes
-                    .iter()
-                    .filter(|(_, v)| **v == max)
-                    .map(|(name, _)| *name)
-                    .min()
-            })
+            .or_else(|| votes.iter().filter(|(_, v)| **v == max).map(|(name, _)| *name).min())
             .map(str::to_string)
     }
 
@@ -539,8 +518,7 @@ impl Group {
             self.leader = Some(new_id.to_string());
         }
         self.pending_sync.remove(old_id);
-        self.static_members
-            .insert(instance_id.to_string(), new_id.to_string());
+        self.static_members.insert(instance_id.to_string(), new_id.to_string());
         true
     }
 

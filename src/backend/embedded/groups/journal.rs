@@ -195,18 +195,11 @@ impl OffsetStore {
     }
 
     pub fn has_offsets(&self, group: &str) -> bool {
-        self.groups
-            .get(group)
-            .map(|g| !g.offsets.is_empty())
-            .unwrap_or(false)
+        self.groups.get(group).map(|g| !g.offsets.is_empty()).unwrap_or(false)
     }
 
     /// Journals then applies one request's commits.
-    pub fn commit(
-        &mut self,
-        group: &str,
-        entries: Vec<(String, i32, OffsetEntry)>,
-    ) -> io::Result<()> {
+    pub fn commit(&mut self, group: &str, entries: Vec<(String, i32, OffsetEntry)>) -> io::Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -237,11 +230,7 @@ impl OffsetStore {
     }
 
     /// Deletes the given offsets; returns how many existed.
-    pub fn delete_offsets(
-        &mut self,
-        group: &str,
-        partitions: &[(String, i32)],
-    ) -> io::Result<usize> {
+    pub fn delete_offsets(&mut self, group: &str, partitions: &[(String, i32)]) -> io::Result<usize> {
         let Some(g) = self.groups.get(group) else {
             return Ok(0);
         };
@@ -274,9 +263,7 @@ impl OffsetStore {
             return Ok(0);
         };
         let n = g.num_offsets();
-        self.append(&Record::DeleteGroup {
-            g: group.to_string(),
-        })?;
+        self.append(&Record::DeleteGroup { g: group.to_string() })?;
         self.groups.remove(group);
         self.maybe_compact();
         Ok(n)
@@ -356,10 +343,7 @@ impl OffsetStore {
     }
 
     fn maybe_compact(&mut self) {
-        let limit = self
-            .base_len
-            .saturating_mul(2)
-            .saturating_add(self.compact_min_bytes);
+        let limit = self.base_len.saturating_mul(2).saturating_add(self.compact_min_bytes);
         if self.len > limit {
             if let Err(e) = self.compact() {
                 tracing::warn!("Failed to compact the offsets journal: {e}");
@@ -370,11 +354,7 @@ impl OffsetStore {
 
 fn encode_line(rec: &Record) -> io::Result<String> {
     let json = serde_json::to_string(rec).map_err(io::Error::other)?;
-    Ok(format!(
-        "{:08x} {}\n",
-        crc32c::crc32c(json.as_bytes()),
-        json
-    ))
+    Ok(format!("{:08x} {}\n", crc32c::crc32c(json.as_bytes()), json))
 }
 
 fn decode_line(line: &[u8]) -> Option<Record> {
@@ -418,9 +398,7 @@ fn apply(groups: &mut HashMap<String, StoredGroup>, rec: Record) {
     match rec {
         Record::Commit { g, o } => {
             let group = groups.entry(g).or_default();
-            for OffsetRec(topic, partition, offset, leader_epoch, metadata, commit_ts, expire_ts) in
-                o
-            {
+            for OffsetRec(topic, partition, offset, leader_epoch, metadata, commit_ts, expire_ts) in o {
                 group.offsets.entry(topic).or_default().insert(
                     partition,
                     OffsetEntry {
@@ -443,13 +421,7 @@ fn apply(groups: &mut HashMap<String, StoredGroup>, rec: Record) {
                 }
             }
         }
-        Record::Meta {
-            g,
-            gen,
-            pt,
-            ts,
-            empty,
-        } => {
+        Record::Meta { g, gen, pt, ts, empty } => {
             groups.entry(g).or_default().meta = Some(GroupMeta {
                 generation: gen,
                 protocol_type: pt,
@@ -508,11 +480,7 @@ fn rewrite(dir: &Path, groups: &HashMap<String, StoredGroup>) -> io::Result<(Fil
         }
     }
     let tmp = dir.join(JOURNAL_TMP);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
     file.write_all(out.as_bytes())?;
     file.sync_all()?;
     fs::rename(&tmp, dir.join(JOURNAL_FILE))?;

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::oneshot;
@@ -60,12 +60,7 @@ fn instance_label(instance: &Option<String>) -> &str {
 }
 
 impl GroupCoordinator {
-    pub async fn join_group(
-        &self,
-        req: JoinGroupRequest,
-        version: i16,
-        client: &ClientInfo,
-    ) -> JoinGroupResponse {
+    pub async fn join_group(&self, req: JoinGroupRequest, version: i16, client: &ClientInfo) -> JoinGroupResponse {
         self.ensure_housekeeping();
         let member_id = req.member_id.to_string();
         let (tx, rx) = oneshot::channel();
@@ -82,12 +77,7 @@ impl GroupCoordinator {
         join_response(result, version)
     }
 
-    fn join_params(
-        &self,
-        req: JoinGroupRequest,
-        version: i16,
-        client: &ClientInfo,
-    ) -> Result<JoinParams, i16> {
+    fn join_params(&self, req: JoinGroupRequest, version: i16, client: &ClientInfo) -> Result<JoinParams, i16> {
         if !self.is_active() {
             return Err(COORDINATOR_NOT_AVAILABLE);
         }
@@ -201,14 +191,7 @@ impl GroupCoordinator {
                      {} state. Replacing previously mapped member {} with this groupInstanceId.",
                     instance, group.id, group.state, old_member_id
                 );
-                self.update_static_member_and_rebalance(
-                    group,
-                    &instance,
-                    &old_member_id,
-                    &new_member_id,
-                    p,
-                    tx,
-                );
+                self.update_static_member_and_rebalance(group, &instance, &old_member_id, &new_member_id, p, tx);
             } else {
                 info!(
                     "Static member with groupInstanceId={} and unknown member id joins group {} in \
@@ -328,13 +311,7 @@ impl GroupCoordinator {
         }
     }
 
-    fn add_member_and_rebalance(
-        &self,
-        group: &mut Group,
-        member_id: String,
-        p: JoinParams,
-        tx: JoinTx,
-    ) {
+    fn add_member_and_rebalance(&self, group: &mut Group, member_id: String, p: JoinParams, tx: JoinTx) {
         let reason = format!(
             "Adding new member {} with group instance id {}; client reason: {}",
             member_id,
@@ -426,15 +403,13 @@ impl GroupCoordinator {
                         } else {
                             Vec::new()
                         };
-                        let mut r =
-                            current_generation_result(group, new_member_id.to_string(), members);
+                        let mut r = current_generation_result(group, new_member_id.to_string(), members);
                         r.skip_assignment = is_leader;
                         r
                     } else {
                         // Older clients must not believe they lead (they would compute an
                         // assignment a Stable group ignores): report the previous leader id.
-                        let mut r =
-                            current_generation_result(group, new_member_id.to_string(), Vec::new());
+                        let mut r = current_generation_result(group, new_member_id.to_string(), Vec::new());
                         r.leader = current_leader;
                         r
                     };
@@ -466,9 +441,7 @@ impl GroupCoordinator {
         self.ensure_housekeeping();
         let (tx, rx) = oneshot::channel();
         self.sync_locked(req, version, tx);
-        let result = rx
-            .await
-            .unwrap_or_else(|_| SyncResult::error(UNKNOWN_MEMBER_ID));
+        let result = rx.await.unwrap_or_else(|_| SyncResult::error(UNKNOWN_MEMBER_ID));
         sync_response(result, version)
     }
 
@@ -514,11 +487,10 @@ impl GroupCoordinator {
         if req.generation_id != group.generation {
             reply!(ILLEGAL_GENERATION)
         }
-        let inconsistent =
-            |asked: &Option<StrBytes>, current: &Option<String>| match (asked, current) {
-                (Some(a), Some(c)) => a.as_str() != c,
-                _ => false,
-            };
+        let inconsistent = |asked: &Option<StrBytes>, current: &Option<String>| match (asked, current) {
+            (Some(a), Some(c)) => a.as_str() != c,
+            _ => false,
+        };
         if inconsistent(&req.protocol_type, &group.protocol_type)
             || inconsistent(&req.protocol_name, &group.protocol_name)
         {
@@ -688,11 +660,7 @@ impl GroupCoordinator {
         for (member_id, instance_id, reason) in leaving {
             let code = if member_id.is_empty() {
                 // Administrative removal by group instance id.
-                match instance_id
-                    .as_ref()
-                    .and_then(|i| group.static_members.get(i))
-                    .cloned()
-                {
+                match instance_id.as_ref().and_then(|i| group.static_members.get(i)).cloned() {
                     Some(current) => {
                         self.remove_current_member(group, &current, &reason);
                         left.push(current);
@@ -727,10 +695,7 @@ impl GroupCoordinator {
             );
         }
         if !left.is_empty() {
-            let reason = format!(
-                "explicit `LeaveGroup` request for ({}) members.",
-                left.join(", ")
-            );
+            let reason = format!("explicit `LeaveGroup` request for ({}) members.", left.join(", "));
             match group.state {
                 GroupState::Stable | GroupState::CompletingRebalance => {
                     self.maybe_prepare_rebalance_or_complete_join(group, &reason)
@@ -758,15 +723,11 @@ impl GroupCoordinator {
 
     fn schedule(&self, delay_ms: u64, action: TimerAction) -> Option<Timer> {
         let weak = self.weak_self.clone();
-        timer::spawn(
-            self.next_timer_id(),
-            Duration::from_millis(delay_ms),
-            move |id| {
-                if let Some(c) = weak.upgrade() {
-                    c.on_timer(id, action);
-                }
-            },
-        )
+        timer::spawn(self.next_timer_id(), Duration::from_millis(delay_ms), move |id| {
+            if let Some(c) = weak.upgrade() {
+                c.on_timer(id, action);
+            }
+        })
     }
 
     pub(super) fn reschedule_heartbeat(&self, group: &mut Group, member_id: &str, timeout_ms: u64) {
@@ -873,9 +834,7 @@ impl GroupCoordinator {
             GroupState::Stable | GroupState::CompletingRebalance => {
                 self.maybe_prepare_rebalance_or_complete_join(group, reason)
             }
-            GroupState::PreparingRebalance if group.has_all_members_joined() => {
-                self.complete_join(group)
-            }
+            GroupState::PreparingRebalance if group.has_all_members_joined() => self.complete_join(group),
             _ => {}
         }
     }
@@ -1004,10 +963,7 @@ impl GroupCoordinator {
         group.init_next_generation(now_ms());
         self.persist_group_meta(group);
         if group.is(GroupState::Empty) {
-            info!(
-                "Group {} with generation {} is now empty.",
-                group.id, group.generation
-            );
+            info!("Group {} with generation {} is now empty.", group.id, group.generation);
             return;
         }
         info!(
@@ -1064,10 +1020,7 @@ impl GroupCoordinator {
             );
             return;
         }
-        if !matches!(
-            group.state,
-            GroupState::CompletingRebalance | GroupState::Stable
-        ) || group.pending_sync.is_empty()
+        if !matches!(group.state, GroupState::CompletingRebalance | GroupState::Stable) || group.pending_sync.is_empty()
         {
             return;
         }
@@ -1138,11 +1091,7 @@ impl GroupCoordinator {
     }
 }
 
-fn current_generation_result(
-    group: &Group,
-    member_id: String,
-    members: Vec<super::group::JoinMember>,
-) -> JoinResult {
+fn current_generation_result(group: &Group, member_id: String, members: Vec<super::group::JoinMember>) -> JoinResult {
     JoinResult {
         error: NONE,
         member_id,
@@ -1168,22 +1117,14 @@ fn join_response(r: JoinResult, version: i16) -> JoinGroupResponse {
         .map(|m| {
             JoinGroupResponseMember::default()
                 .with_member_id(sb(m.member_id))
-                .with_group_instance_id(if version >= 5 {
-                    m.instance_id.map(sb)
-                } else {
-                    None
-                })
+                .with_group_instance_id(if version >= 5 { m.instance_id.map(sb) } else { None })
                 .with_metadata(m.metadata)
         })
         .collect();
     JoinGroupResponse::default()
         .with_error_code(r.error)
         .with_generation_id(r.generation_id)
-        .with_protocol_type(if version >= 7 {
-            r.protocol_type.map(sb)
-        } else {
-            None
-        })
+        .with_protocol_type(if version >= 7 { r.protocol_type.map(sb) } else { None })
         .with_protocol_name(protocol_name.map(sb))
         .with_leader(sb(r.leader))
         .with_skip_assignment(version >= 9 && r.skip_assignment)

@@ -217,10 +217,7 @@ impl GroupCoordinator {
                 group.pending_members.clear();
                 for m in group.members.values_mut() {
                     m.heartbeat = None;
-                    m.complete_join(group::JoinResult::error(
-                        m.id.clone(),
-                        codes::COORDINATOR_NOT_AVAILABLE,
-                    ));
+                    m.complete_join(group::JoinResult::error(m.id.clone(), codes::COORDINATOR_NOT_AVAILABLE));
                     m.complete_sync(group::SyncResult::error(codes::COORDINATOR_NOT_AVAILABLE));
                 }
             }

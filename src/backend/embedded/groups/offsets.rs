@@ -2,19 +2,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
-use kafka_protocol::messages::offset_delete_response::{
-    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
-};
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
-    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
-    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, TopicName,
 };
 use tracing::{debug, info, warn};
 
@@ -49,8 +45,7 @@ fn check_partition(topics: &dyn TopicLookup, topic: &str, partition: i32) -> Opt
 
 /// Kafka compares the metadata's `String.length()`, i.e. UTF-16 code units.
 fn metadata_too_large(metadata: &str) -> bool {
-    metadata.len() > OFFSET_METADATA_MAX_BYTES
-        && metadata.encode_utf16().count() > OFFSET_METADATA_MAX_BYTES
+    metadata.len() > OFFSET_METADATA_MAX_BYTES && metadata.encode_utf16().count() > OFFSET_METADATA_MAX_BYTES
 }
 
 impl GroupCoordinator {
@@ -80,9 +75,7 @@ impl GroupCoordinator {
                     if e.is_none() {
                         *e = Some(match &outcome {
                             Err(code) => *code,
-                            Ok(per_partition) => {
-                                per_partition.get(&(i, j)).copied().unwrap_or(NONE)
-                            }
+                            Ok(per_partition) => per_partition.get(&(i, j)).copied().unwrap_or(NONE),
                         });
                     }
                 }
@@ -140,10 +133,8 @@ impl GroupCoordinator {
                 if generation < 0 {
                     // A "simple" group: Kafka is only used to store its offsets.
                     info!("Creating simple consumer group {group_id} via manual offset commit.");
-                    st.groups.insert(
-                        group_id.to_string(),
-                        Group::new(group_id.to_string(), now_ms()),
-                    );
+                    st.groups
+                        .insert(group_id.to_string(), Group::new(group_id.to_string(), now_ms()));
                 } else if version >= 9 {
                     return Err(GROUP_ID_NOT_FOUND);
                 } else {
@@ -154,23 +145,16 @@ impl GroupCoordinator {
                 return Err(COORDINATOR_NOT_AVAILABLE);
             };
             validate_offset_commit(group, member_id, instance_id, generation)?;
-            if matches!(
-                group.state,
-                GroupState::Stable | GroupState::PreparingRebalance
-            ) {
+            if matches!(group.state, GroupState::Stable | GroupState::PreparingRebalance) {
                 // A commit keeps the member's session alive.
-                if let Some(timeout) = group
-                    .members
-                    .get(member_id)
-                    .map(|m| m.session_timeout_ms.max(0) as u64)
-                {
+                if let Some(timeout) = group.members.get(member_id).map(|m| m.session_timeout_ms.max(0) as u64) {
                     self.reschedule_heartbeat(group, member_id, timeout);
                 }
             }
             let now = now_ms();
             // Kafka's v2-v4 retention time gives these offsets an explicit expiration.
-            let expire_ts = (version <= 4 && req.retention_time_ms != -1)
-                .then(|| now.saturating_add(req.retention_time_ms));
+            let expire_ts =
+                (version <= 4 && req.retention_time_ms != -1).then(|| now.saturating_add(req.retention_time_ms));
             let mut entries = Vec::new();
             let mut committed = Vec::new();
             for (i, t) in req.topics.iter().enumerate() {
@@ -178,11 +162,7 @@ impl GroupCoordinator {
                     if pre[i][j].is_some() {
                         continue;
                     }
-                    let metadata = p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default();
+                    let metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
                     if metadata_too_large(&metadata) {
                         per_partition.insert((i, j), OFFSET_METADATA_TOO_LARGE);
                         continue;
@@ -193,11 +173,7 @@ impl GroupCoordinator {
                         p.partition_index,
                         OffsetEntry {
                             offset: p.committed_offset,
-                            leader_epoch: if version >= 6 {
-                                p.committed_leader_epoch
-                            } else {
-                                -1
-                            },
+                            leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
                             metadata,
                             commit_ts: now,
                             expire_ts,
@@ -211,9 +187,7 @@ impl GroupCoordinator {
                     per_partition.insert(k, NOT_COORDINATOR);
                 }
             }
-            debug!(
-                "Group {group_id}: committed offsets (member {member_id}, generation {generation})"
-            );
+            debug!("Group {group_id}: committed offsets (member {member_id}, generation {generation})");
         }
         Ok(per_partition)
     }
@@ -307,11 +281,7 @@ impl GroupCoordinator {
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p.partition)
                                         .with_committed_offset(p.offset)
-                                        .with_committed_leader_epoch(if version >= 5 {
-                                            p.leader_epoch
-                                        } else {
-                                            -1
-                                        })
+                                        .with_committed_leader_epoch(if version >= 5 { p.leader_epoch } else { -1 })
                                         .with_metadata(Some(sb(p.metadata)))
                                         .with_error_code(p.error)
                                 })
@@ -328,11 +298,7 @@ impl GroupCoordinator {
     }
 
     /// Committed offsets of one group: the requested partitions, or all of them (`None`).
-    fn fetch_group(
-        &self,
-        group_id: &str,
-        requested: Option<Vec<(String, Vec<i32>)>>,
-    ) -> FetchedGroup {
+    fn fetch_group(&self, group_id: &str, requested: Option<Vec<(String, Vec<i32>)>>) -> FetchedGroup {
         if !self.is_active() {
             return FetchedGroup {
                 error: COORDINATOR_NOT_AVAILABLE,
@@ -341,23 +307,22 @@ impl GroupCoordinator {
         }
         let store = self.lock_store();
         let stored = store.group(group_id);
-        let fetched =
-            |topic: &str, partition: i32| match stored.and_then(|g| g.get(topic, partition)) {
-                Some(e) => FetchedPartition {
-                    partition,
-                    offset: e.offset,
-                    leader_epoch: e.leader_epoch,
-                    metadata: e.metadata.clone(),
-                    error: NONE,
-                },
-                None => FetchedPartition {
-                    partition,
-                    offset: -1,
-                    leader_epoch: -1,
-                    metadata: String::new(),
-                    error: NONE,
-                },
-            };
+        let fetched = |topic: &str, partition: i32| match stored.and_then(|g| g.get(topic, partition)) {
+            Some(e) => FetchedPartition {
+                partition,
+                offset: e.offset,
+                leader_epoch: e.leader_epoch,
+                metadata: e.metadata.clone(),
+                error: NONE,
+            },
+            None => FetchedPartition {
+                partition,
+                offset: -1,
+                leader_epoch: -1,
+                metadata: String::new(),
+                error: NONE,
+            },
+        };
         let topics = match requested {
             Some(requested) => requested
                 .into_iter()
@@ -370,20 +335,12 @@ impl GroupCoordinator {
                 .map(|g| {
                     g.offsets
                         .iter()
-                        .map(|(name, parts)| {
-                            (
-                                name.clone(),
-                                parts.keys().map(|p| fetched(name, *p)).collect(),
-                            )
-                        })
+                        .map(|(name, parts)| (name.clone(), parts.keys().map(|p| fetched(name, *p)).collect()))
                         .collect()
                 })
                 .unwrap_or_default(),
         };
-        FetchedGroup {
-            error: NONE,
-            topics,
-        }
+        FetchedGroup { error: NONE, topics }
     }
 
     pub fn offset_delete(
@@ -408,9 +365,7 @@ impl GroupCoordinator {
         match group.state {
             GroupState::Dead => return group_error(GROUP_ID_NOT_FOUND),
             GroupState::Empty => {}
-            _ if group.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) => {
-                return group_error(NON_EMPTY_GROUP)
-            }
+            _ if group.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) => return group_error(NON_EMPTY_GROUP),
             _ => {}
         }
         let mut to_delete = Vec::new();
@@ -422,8 +377,7 @@ impl GroupCoordinator {
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = if let Some(code) = check_partition(topics, name, p.partition_index)
-                    {
+                    let code = if let Some(code) = check_partition(topics, name, p.partition_index) {
                         code
                     } else if subscribed {
                         GROUP_SUBSCRIBED_TO_TOPIC
@@ -546,12 +500,7 @@ fn validate_offset_commit(
 }
 
 /// Offsets of `group` past retention, per Kafka's `offsetExpirationCondition`.
-fn expired_offsets(
-    group: &Group,
-    store: &OffsetStore,
-    now: i64,
-    retention: i64,
-) -> Vec<(String, i32)> {
+fn expired_offsets(group: &Group, store: &OffsetStore, now: i64, retention: i64) -> Vec<(String, i32)> {
     let Some(stored) = store.group(&group.id) else {
         return Vec::new();
     };
@@ -566,12 +515,10 @@ fn expired_offsets(
     }
     let base = match group.protocol_type.as_deref() {
         Some(_) if group.is(GroupState::Empty) => Base::StateChange(group.state_timestamp_ms),
-        Some(CONSUMER_PROTOCOL_TYPE) if group.is(GroupState::Stable) => {
-            match &group.subscribed_topics {
-                Some(subscribed) => Base::CommitIfUnsubscribed(subscribed),
-                None => return Vec::new(),
-            }
-        }
+        Some(CONSUMER_PROTOCOL_TYPE) if group.is(GroupState::Stable) => match &group.subscribed_topics {
+            Some(subscribed) => Base::CommitIfUnsubscribed(subscribed),
+            None => return Vec::new(),
+        },
         None => Base::Commit,
         _ => return Vec::new(),
     };
@@ -597,19 +544,12 @@ fn expired_offsets(
 }
 
 /// Kafka's cleanup: an Empty group without offsets becomes Dead and is forgotten.
-pub(super) fn remove_group_if_dead(
-    groups: &mut HashMap<String, Group>,
-    store: &mut OffsetStore,
-    group_id: &str,
-) {
+pub(super) fn remove_group_if_dead(groups: &mut HashMap<String, Group>, store: &mut OffsetStore, group_id: &str) {
     let Some(group) = groups.get(group_id) else {
         return;
     };
     // Members still obtaining their id (MEMBER_ID_REQUIRED) keep the group.
-    if !group.is(GroupState::Empty)
-        || store.has_offsets(group_id)
-        || !group.pending_members.is_empty()
-    {
+    if !group.is(GroupState::Empty) || store.has_offsets(group_id) || !group.pending_members.is_empty() {
         return;
     }
     info!(

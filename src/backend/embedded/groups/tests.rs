@@ -9,12 +9,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::offset_delete_request::{
-    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
-};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
@@ -141,10 +137,7 @@ impl Join {
         self
     }
     fn protocols(mut self, protocols: &[(&str, Bytes)]) -> Self {
-        self.protocols = protocols
-            .iter()
-            .map(|(n, m)| (n.to_string(), m.clone()))
-            .collect();
+        self.protocols = protocols.iter().map(|(n, m)| (n.to_string(), m.clone())).collect();
         self
     }
     fn protocol_type(mut self, t: &str) -> Self {
@@ -207,16 +200,7 @@ async fn sync(
     member: &str,
     assignments: &[(&str, &str)],
 ) -> SyncGroupResponse {
-    sync_protocol(
-        c,
-        group,
-        generation,
-        member,
-        assignments,
-        "consumer",
-        "range",
-    )
-    .await
+    sync_protocol(c, group, generation, member, assignments, "consumer", "range").await
 }
 
 async fn sync_protocol(
@@ -249,12 +233,7 @@ async fn sync_protocol(
     resp
 }
 
-fn spawn_sync(
-    c: &Arc<GroupCoordinator>,
-    group: &str,
-    generation: i32,
-    member: &str,
-) -> JoinHandle<SyncGroupResponse> {
+fn spawn_sync(c: &Arc<GroupCoordinator>, group: &str, generation: i32, member: &str) -> JoinHandle<SyncGroupResponse> {
     spawn_sync_protocol(c, group, generation, member, "consumer", "range")
 }
 
@@ -330,27 +309,10 @@ async fn stable_group(c: &Arc<GroupCoordinator>, joins: Vec<Join>) -> Vec<JoinGr
     settle().await;
     let assignments: Vec<(String, String)> = responses
         .iter()
-        .map(|r| {
-            (
-                r.member_id.to_string(),
-                format!("assignment-{}", r.member_id.as_str()),
-            )
-        })
+        .map(|r| (r.member_id.to_string(), format!("assignment-{}", r.member_id.as_str())))
         .collect();
-    let refs: Vec<(&str, &str)> = assignments
-        .iter()
-        .map(|(m, a)| (m.as_str(), a.as_str()))
-        .collect();
-    let lr = sync_protocol(
-        c,
-        &group,
-        generation,
-        &leader,
-        &refs,
-        &protocol_type,
-        &protocol_name,
-    )
-    .await;
+    let refs: Vec<(&str, &str)> = assignments.iter().map(|(m, a)| (m.as_str(), a.as_str())).collect();
+    let lr = sync_protocol(c, &group, generation, &leader, &refs, &protocol_type, &protocol_name).await;
     assert_eq!(lr.error_code, NONE);
     for f in followers {
         let r = f.await.unwrap();
@@ -361,12 +323,7 @@ async fn stable_group(c: &Arc<GroupCoordinator>, joins: Vec<Join>) -> Vec<JoinGr
     responses
 }
 
-fn commit_req(
-    group: &str,
-    generation: i32,
-    member: &str,
-    offsets: &[(&str, i32, i64, &str)],
-) -> OffsetCommitRequest {
+fn commit_req(group: &str, generation: i32, member: &str, offsets: &[(&str, i32, i64, &str)]) -> OffsetCommitRequest {
     let mut by_topic: Vec<(String, Vec<OffsetCommitRequestPartition>)> = Vec::new();
     for (t, p, o, m) in offsets {
         let part = OffsetCommitRequestPartition::default()
@@ -418,11 +375,7 @@ fn simple_commit(c: &GroupCoordinator, group: &str, offsets: &[(&str, i32, i64, 
 type FetchedOffset = (String, i32, i64, String, i16);
 
 /// Fetches with OffsetFetch v8 and returns (topic, partition) -> (offset, metadata, error).
-fn fetch(
-    c: &GroupCoordinator,
-    group: &str,
-    partitions: Option<&[(&str, i32)]>,
-) -> (i16, Vec<FetchedOffset>) {
+fn fetch(c: &GroupCoordinator, group: &str, partitions: Option<&[(&str, i32)]>) -> (i16, Vec<FetchedOffset>) {
     let topics_req = partitions.map(|ps| {
         let mut v: Vec<OffsetFetchRequestTopics> = Vec::new();
         for (t, p) in ps {
@@ -453,10 +406,7 @@ fn fetch(
                     t.name.to_string(),
                     p.partition_index,
                     p.committed_offset,
-                    p.metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
+                    p.metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
                     p.error_code,
                 )
             })
@@ -474,10 +424,7 @@ fn fetch_one(c: &GroupCoordinator, group: &str, topic: &str, partition: i32) -> 
 }
 
 fn describe(c: &GroupCoordinator, group: &str, version: i16) -> DescribedGroup {
-    let resp = c.describe_groups(
-        DescribeGroupsRequest::default().with_groups(vec![gid(group)]),
-        version,
-    );
+    let resp = c.describe_groups(DescribeGroupsRequest::default().with_groups(vec![gid(group)]), version);
     enc(&resp, version);
     resp.groups.into_iter().next().expect("one group described")
 }
@@ -577,21 +524,14 @@ async fn member_id_required_round_trip() {
     assert_eq!(second.member_id.as_str(), assigned);
     assert_eq!(second.generation_id, 1);
     assert_eq!(second.leader.as_str(), assigned);
-    assert_eq!(
-        second.protocol_name.as_ref().map(|s| s.as_str()),
-        Some("range")
-    );
+    assert_eq!(second.protocol_name.as_ref().map(|s| s.as_str()), Some("range"));
     assert_eq!(second.members.len(), 1);
 
     // A pending id that is not used within the session timeout expires.
     let other = join_once(&c, &Join::new("g", "client-b")).await;
     assert_eq!(other.error_code, MEMBER_ID_REQUIRED);
     tokio::time::sleep(Duration::from_millis(10_001)).await;
-    let late = join_once(
-        &c,
-        &Join::new("g", "client-b").member(other.member_id.as_str()),
-    )
-    .await;
+    let late = join_once(&c, &Join::new("g", "client-b").member(other.member_id.as_str())).await;
     assert_eq!(late.error_code, UNKNOWN_MEMBER_ID);
 
     // Before v4 no member id is required.
@@ -618,10 +558,7 @@ async fn single_member_join_sync_heartbeat() {
     assert_eq!(s.error_code, NONE);
     assert_eq!(&s.assignment[..], b"mine");
     assert_eq!(s.protocol_name.as_ref().map(|s| s.as_str()), Some("range"));
-    assert_eq!(
-        s.protocol_type.as_ref().map(|s| s.as_str()),
-        Some("consumer")
-    );
+    assert_eq!(s.protocol_type.as_ref().map(|s| s.as_str()), Some("consumer"));
     assert_eq!(c.group_state("g"), Some(GroupState::Stable));
 
     assert_eq!(heartbeat(&c, "g", 1, &me).await, NONE);
@@ -660,14 +597,8 @@ async fn join_validation_errors() {
     let r = join_once(&c, &Join::new("g", "c").protocols(&[])).await;
     assert_eq!(r.error_code, INCONSISTENT_GROUP_PROTOCOL);
     // Sync / leave for unknown groups.
-    assert_eq!(
-        sync(&c, "zz", 1, "m", &[]).await.error_code,
-        UNKNOWN_MEMBER_ID
-    );
-    assert_eq!(
-        leave(&c, "zz", &[("m", None)], 3).await.error_code,
-        UNKNOWN_MEMBER_ID
-    );
+    assert_eq!(sync(&c, "zz", 1, "m", &[]).await.error_code, UNKNOWN_MEMBER_ID);
+    assert_eq!(leave(&c, "zz", &[("m", None)], 3).await.error_code, UNKNOWN_MEMBER_ID);
 }
 
 #[tokio::test(start_paused = true)]
@@ -684,17 +615,11 @@ async fn third_member_triggers_rebalance() {
     let third = spawn_join(&c, Join::new("g", "c"));
     settle().await;
     assert_eq!(c.group_state("g"), Some(GroupState::PreparingRebalance));
-    assert!(
-        !third.is_finished(),
-        "join is parked until the others rejoin"
-    );
+    assert!(!third.is_finished(), "join is parked until the others rejoin");
     assert_eq!(heartbeat(&c, "g", 1, &a).await, REBALANCE_IN_PROGRESS);
     assert_eq!(heartbeat(&c, "g", 1, &b).await, REBALANCE_IN_PROGRESS);
     // Sync and commits during PreparingRebalance.
-    assert_eq!(
-        sync(&c, "g", 1, &b, &[]).await.error_code,
-        REBALANCE_IN_PROGRESS
-    );
+    assert_eq!(sync(&c, "g", 1, &b, &[]).await.error_code, REBALANCE_IN_PROGRESS);
 
     let ra = spawn_join(&c, Join::new("g", "a").member(&a));
     settle().await;
@@ -736,10 +661,7 @@ async fn third_member_triggers_rebalance() {
     assert_eq!(&sb_.await.unwrap().assignment[..], b"B");
     let sc = sc_.await.unwrap();
     assert_eq!(sc.error_code, NONE);
-    assert!(
-        sc.assignment.is_empty(),
-        "members left out by the leader get nothing"
-    );
+    assert!(sc.assignment.is_empty(), "members left out by the leader get nothing");
     assert_eq!(c.group_state("g"), Some(GroupState::Stable));
     let same = join(c.clone(), Join::new("g", "c").member(&c_id)).await;
     assert_eq!((same.error_code, same.generation_id), (NONE, 2));
@@ -822,10 +744,7 @@ async fn session_expiry_removes_silent_member() {
     );
     assert_eq!(heartbeat(&c, "g", 1, &b).await, UNKNOWN_MEMBER_ID);
     let r = join(c.clone(), Join::new("g", "a").member(&a)).await;
-    assert_eq!(
-        (r.error_code, r.generation_id, r.members.len()),
-        (NONE, 2, 1)
-    );
+    assert_eq!((r.error_code, r.generation_id, r.members.len()), (NONE, 2, 1));
 
     // The last member going silent empties the group.
     let s = sync(&c, "g", 2, &a, &[(&a, "x")]).await;
@@ -906,17 +825,11 @@ async fn static_member_restart_keeps_assignment_and_fences_old_id() {
     let c = open(dir.path());
     let rs = stable_group(
         &c,
-        vec![
-            Join::new("g", "a").instance("i1"),
-            Join::new("g", "b").instance("i2"),
-        ],
+        vec![Join::new("g", "a").instance("i1"), Join::new("g", "b").instance("i2")],
     )
     .await;
     let (old1, id2) = (rs[0].member_id.to_string(), rs[1].member_id.to_string());
-    assert!(
-        old1.starts_with("i1-"),
-        "static ids derive from the instance id"
-    );
+    assert!(old1.starts_with("i1-"), "static ids derive from the instance id");
     assert_eq!(rs[0].leader.as_str(), old1);
 
     // i1 restarts: unknown member id, same instance id, same protocols.
@@ -933,10 +846,7 @@ async fn static_member_restart_keeps_assignment_and_fences_old_id() {
     let s = sync(&c, "g", 1, &new1, &[]).await;
     assert_eq!(s.error_code, NONE);
     assert_eq!(s.assignment, Bytes::from(format!("assignment-{old1}")));
-    assert_eq!(
-        heartbeat_inst(&c, "g", 1, &old1, Some("i1")).await,
-        FENCED_INSTANCE_ID
-    );
+    assert_eq!(heartbeat_inst(&c, "g", 1, &old1, Some("i1")).await, FENCED_INSTANCE_ID);
     assert_eq!(heartbeat(&c, "g", 1, &old1).await, UNKNOWN_MEMBER_ID);
     assert_eq!(heartbeat_inst(&c, "g", 1, &new1, Some("i1")).await, NONE);
     assert_eq!(heartbeat_inst(&c, "g", 1, &id2, Some("i2")).await, NONE);
@@ -956,10 +866,7 @@ async fn static_member_restart_keeps_assignment_and_fences_old_id() {
     assert!(again.skip_assignment);
     assert_eq!(again.leader, again.member_id);
     assert_eq!(again.members.len(), 2);
-    assert_eq!(
-        again.protocol_type.as_ref().map(|s| s.as_str()),
-        Some("consumer")
-    );
+    assert_eq!(again.protocol_type.as_ref().map(|s| s.as_str()), Some("consumer"));
     assert_eq!(c.group_state("g"), Some(GroupState::Stable));
 
     // Like Kafka, a static member restarting with another subscription but the same selected
@@ -1019,17 +926,12 @@ async fn inconsistent_protocols_are_rejected() {
             .with_protocol_type(t.map(sb))
             .with_protocol_name(n.map(sb))
     };
-    let r = c
-        .sync_group(req(Some("consumer"), Some("roundrobin")), 5)
-        .await;
+    let r = c.sync_group(req(Some("consumer"), Some("roundrobin")), 5).await;
     assert_eq!(r.error_code, INCONSISTENT_GROUP_PROTOCOL);
     let r = c.sync_group(req(Some("connect"), Some("range")), 5).await;
     assert_eq!(r.error_code, INCONSISTENT_GROUP_PROTOCOL);
     let r = c.sync_group(req(None, Some("range")), 5).await;
-    assert_eq!(
-        r.error_code, INCONSISTENT_GROUP_PROTOCOL,
-        "mandatory from v5"
-    );
+    assert_eq!(r.error_code, INCONSISTENT_GROUP_PROTOCOL, "mandatory from v5");
     let r = c.sync_group(req(None, None), 4).await;
     assert_eq!(r.error_code, NONE);
 
@@ -1040,24 +942,13 @@ async fn inconsistent_protocols_are_rejected() {
     let rs = stable_group(
         &c2,
         vec![
-            Join::new("h", "a").protocols(&[
-                ("rr", m.clone()),
-                ("range", m.clone()),
-                ("x", m.clone()),
-            ]),
+            Join::new("h", "a").protocols(&[("rr", m.clone()), ("range", m.clone()), ("x", m.clone())]),
             Join::new("h", "b").protocols(&[("range", m.clone()), ("rr", m.clone())]),
-            Join::new("h", "c").protocols(&[
-                ("sticky", m.clone()),
-                ("range", m.clone()),
-                ("rr", m.clone()),
-            ]),
+            Join::new("h", "c").protocols(&[("sticky", m.clone()), ("range", m.clone()), ("rr", m.clone())]),
         ],
     )
     .await;
-    assert_eq!(
-        rs[0].protocol_name.as_ref().map(|s| s.as_str()),
-        Some("range")
-    );
+    assert_eq!(rs[0].protocol_name.as_ref().map(|s| s.as_str()), Some("range"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -1094,11 +985,7 @@ async fn initial_rebalance_delay_collects_members() {
     // The delay was extended once because b arrived during it.
     assert!(!first.is_finished());
     let third = spawn_join(&c, Join::new("g", "c"));
-    let (r1, r2, r3) = (
-        first.await.unwrap(),
-        second.await.unwrap(),
-        third.await.unwrap(),
-    );
+    let (r1, r2, r3) = (first.await.unwrap(), second.await.unwrap(), third.await.unwrap());
     let elapsed = start.elapsed();
     assert_eq!(elapsed, Duration::from_millis(9000), "3 s, extended twice");
     for r in [&r1, &r2, &r3] {
@@ -1233,9 +1120,7 @@ async fn commit_fetch_round_trip() {
         assert_eq!(p.committed_leader_epoch, epoch, "v{version}");
         if version >= 2 {
             let all = c.offset_fetch(
-                OffsetFetchRequest::default()
-                    .with_group_id(gid("g"))
-                    .with_topics(None),
+                OffsetFetchRequest::default().with_group_id(gid("g")).with_topics(None),
                 version,
                 &topics(),
             );
@@ -1272,16 +1157,8 @@ async fn member_commits_validate_generation() {
     let c = open(dir.path());
     let rs = stable_group(&c, vec![Join::new("g", "a")]).await;
     let a = rs[0].member_id.to_string();
-    let codes = |v, r| {
-        commit(&c, v, r)
-            .into_iter()
-            .map(|x| x.2)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        codes(8, commit_req("g", 1, &a, &[("t1", 0, 5, "")])),
-        vec![NONE]
-    );
+    let codes = |v, r| commit(&c, v, r).into_iter().map(|x| x.2).collect::<Vec<_>>();
+    assert_eq!(codes(8, commit_req("g", 1, &a, &[("t1", 0, 5, "")])), vec![NONE]);
     assert_eq!(fetch_one(&c, "g", "t1", 0), 5);
     assert_eq!(
         codes(8, commit_req("g", 0, &a, &[("t1", 0, 6, "")])),
@@ -1304,11 +1181,7 @@ async fn member_commits_validate_generation() {
         codes(9, commit_req("nogroup", 3, "m", &[("t1", 0, 6, "")])),
         vec![GROUP_ID_NOT_FOUND]
     );
-    assert_eq!(
-        fetch_one(&c, "g", "t1", 0),
-        5,
-        "rejected commits changed nothing"
-    );
+    assert_eq!(fetch_one(&c, "g", "t1", 0), 5, "rejected commits changed nothing");
 
     // During CompletingRebalance a current member gets REBALANCE_IN_PROGRESS.
     let b = spawn_join(&c, Join::new("g", "b"));
@@ -1349,11 +1222,7 @@ async fn offsets_survive_reopen_and_torn_journal_tail() {
         simple_commit(&c, "h", &[("t1", 2, 9, "")]);
         // Durable without flush or shutdown: what a kill -9 would leave behind.
         let copy = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            dir.path().join(JOURNAL_FILE),
-            copy.path().join(JOURNAL_FILE),
-        )
-        .unwrap();
+        std::fs::copy(dir.path().join(JOURNAL_FILE), copy.path().join(JOURNAL_FILE)).unwrap();
         let c2 = open(copy.path());
         assert_eq!(fetch_one(&c2, "g", "t1", 0), 43);
         assert_eq!(fetch_one(&c2, "h", "t1", 2), 9);
@@ -1392,10 +1261,7 @@ async fn offsets_survive_reopen_and_torn_journal_tail() {
     let path = dir.path().join(JOURNAL_FILE);
     let text = std::fs::read_to_string(&path).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let h_line = lines
-        .iter()
-        .position(|l| l.contains("\"g\":\"h\""))
-        .unwrap();
+    let h_line = lines.iter().position(|l| l.contains("\"g\":\"h\"")).unwrap();
     lines[h_line] = lines[h_line].replace("\"t1\",2,9", "\"t1\",2,8");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let c = open(dir.path());
@@ -1408,14 +1274,8 @@ async fn offsets_survive_reopen_and_torn_journal_tail() {
 fn unknown_journal_format_is_not_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(JOURNAL_FILE);
-    std::fs::write(
-        &path,
-        "# kgate consumer group offsets journal v2\nwhatever\n",
-    )
-    .unwrap();
-    let err = GroupCoordinator::open(dir.path(), config(0))
-        .err()
-        .expect("refused");
+    std::fs::write(&path, "# kgate consumer group offsets journal v2\nwhatever\n").unwrap();
+    let err = GroupCoordinator::open(dir.path(), config(0)).err().expect("refused");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     assert!(std::fs::read_to_string(&path).unwrap().contains("whatever"));
     // An empty file is a fresh journal.
@@ -1430,14 +1290,10 @@ async fn journal_is_compacted() {
     for i in 0..300 {
         simple_commit(&c, "g", &[("t1", 0, i, "some metadata"), ("t1", 1, i, "")]);
     }
-    let grown = std::fs::metadata(dir.path().join(JOURNAL_FILE))
-        .unwrap()
-        .len();
+    let grown = std::fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
     drop(c);
     let c = open(dir.path());
-    let compacted = std::fs::metadata(dir.path().join(JOURNAL_FILE))
-        .unwrap()
-        .len();
+    let compacted = std::fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
     assert!(compacted * 50 < grown, "{compacted} vs {grown}");
     assert_eq!(fetch_one(&c, "g", "t1", 0), 299);
     // Growth-triggered compaction.
@@ -1446,9 +1302,7 @@ async fn journal_is_compacted() {
         simple_commit(&c, "g", &[("t1", 0, 1000 + i, "some metadata")]);
         assert!(c.lock_store().file_len() < 2 * compacted + 2000 + 200);
     }
-    let on_disk = std::fs::metadata(dir.path().join(JOURNAL_FILE))
-        .unwrap()
-        .len();
+    let on_disk = std::fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
     assert_eq!(on_disk, c.lock_store().file_len());
     drop(c);
     let c = open(dir.path());
@@ -1482,12 +1336,8 @@ async fn delete_groups() {
     let c = open(dir.path());
     simple_commit(&c, "empty", &[("t1", 0, 1, "")]);
     stable_group(&c, vec![Join::new("busy", "a")]).await;
-    let req = DeleteGroupsRequest::default().with_groups_names(vec![
-        gid("empty"),
-        gid("busy"),
-        gid("unknown"),
-        gid("empty"),
-    ]);
+    let req =
+        DeleteGroupsRequest::default().with_groups_names(vec![gid("empty"), gid("busy"), gid("unknown"), gid("empty")]);
     let resp = c.delete_groups(req, 2);
     enc(&resp, 2);
     let results: Vec<(String, i16)> = resp
@@ -1505,10 +1355,7 @@ async fn delete_groups() {
     );
     assert_eq!(fetch_one(&c, "empty", "t1", 0), -1);
     assert_eq!(describe(&c, "empty", 5).group_state.as_str(), "Dead");
-    assert_eq!(
-        list(&c, 4, &[]),
-        vec![("busy".to_string(), "Stable".to_string())]
-    );
+    assert_eq!(list(&c, 4, &[]), vec![("busy".to_string(), "Stable".to_string())]);
     c.shutdown();
     drop(c);
     let c = open(dir.path());
@@ -1522,28 +1369,20 @@ async fn offset_delete() {
     let c = open(dir.path());
     let rs = stable_group(&c, vec![Join::new("g", "a")]).await; // subscribed to t1
     let a = rs[0].member_id.to_string();
-    let r = commit(
-        &c,
-        8,
-        commit_req("g", 1, &a, &[("t1", 0, 1, ""), ("t2", 0, 2, "")]),
-    );
+    let r = commit(&c, 8, commit_req("g", 1, &a, &[("t1", 0, 1, ""), ("t2", 0, 2, "")]));
     assert!(r.iter().all(|x| x.2 == NONE));
 
     let req = |group: &str, parts: &[(&str, i32)]| {
-        OffsetDeleteRequest::default()
-            .with_group_id(gid(group))
-            .with_topics(
-                parts
-                    .iter()
-                    .map(|(t, p)| {
-                        OffsetDeleteRequestTopic::default()
-                            .with_name(tname(t))
-                            .with_partitions(vec![
-                                OffsetDeleteRequestPartition::default().with_partition_index(*p)
-                            ])
-                    })
-                    .collect(),
-            )
+        OffsetDeleteRequest::default().with_group_id(gid(group)).with_topics(
+            parts
+                .iter()
+                .map(|(t, p)| {
+                    OffsetDeleteRequestTopic::default()
+                        .with_name(tname(t))
+                        .with_partitions(vec![OffsetDeleteRequestPartition::default().with_partition_index(*p)])
+                })
+                .collect(),
+        )
     };
     let resp = c.offset_delete(req("g", &[("t1", 0), ("t2", 0), ("nope", 0)]), 0, &topics());
     enc(&resp, 0);
@@ -1564,13 +1403,11 @@ async fn offset_delete() {
     assert_eq!(fetch_one(&c, "g", "t1", 0), 1);
     assert_eq!(fetch_one(&c, "g", "t2", 0), -1);
     assert_eq!(
-        c.offset_delete(req("unknown", &[("t1", 0)]), 0, &topics())
-            .error_code,
+        c.offset_delete(req("unknown", &[("t1", 0)]), 0, &topics()).error_code,
         GROUP_ID_NOT_FOUND
     );
     assert_eq!(
-        c.offset_delete(req("", &[("t1", 0)]), 0, &topics())
-            .error_code,
+        c.offset_delete(req("", &[("t1", 0)]), 0, &topics()).error_code,
         INVALID_GROUP_ID
     );
 
@@ -1596,11 +1433,7 @@ async fn describe_and_list_groups() {
     assert_eq!(unknown.group_state.as_str(), "Dead");
     assert!(unknown.members.is_empty());
 
-    let rs = stable_group(
-        &c,
-        vec![Join::new("s", "client-a"), Join::new("s", "client-b")],
-    )
-    .await;
+    let rs = stable_group(&c, vec![Join::new("s", "client-a"), Join::new("s", "client-b")]).await;
     simple_commit(&c, "e", &[("t1", 0, 1, "")]);
     let d = describe(&c, "s", 5);
     assert_eq!(d.error_code, NONE);
@@ -1639,27 +1472,18 @@ async fn describe_and_list_groups() {
     let all = list(&c, 3, &[]);
     assert_eq!(
         all,
-        vec![
-            ("e".to_string(), String::new()),
-            ("s".to_string(), String::new()),
-        ]
+        vec![("e".to_string(), String::new()), ("s".to_string(), String::new()),]
     );
     assert_eq!(
         list(&c, 4, &["preparingrebalance"]),
         vec![("s".to_string(), "PreparingRebalance".to_string())]
     );
-    assert_eq!(
-        list(&c, 4, &["Empty"]),
-        vec![("e".to_string(), "Empty".to_string())]
-    );
+    assert_eq!(list(&c, 4, &["Empty"]), vec![("e".to_string(), "Empty".to_string())]);
     assert!(list(&c, 4, &["Stable"]).is_empty());
     for v in 0..=5 {
         list(&c, v, &[]);
     }
-    let typed = c.list_groups(
-        ListGroupsRequest::default().with_types_filter(vec![sb("consumer")]),
-        5,
-    );
+    let typed = c.list_groups(ListGroupsRequest::default().with_types_filter(vec![sb("consumer")]), 5);
     assert!(typed.groups.is_empty(), "classic groups only");
 
     // Finish the rebalance: CompletingRebalance is reported too.
@@ -1668,10 +1492,7 @@ async fn describe_and_list_groups() {
     let ja = spawn_join(&c, Join::new("s", "client-a").member(&a));
     let jb = spawn_join(&c, Join::new("s", "client-b").member(&b));
     let (_, _, _) = (ja.await.unwrap(), jb.await.unwrap(), j.await.unwrap());
-    assert_eq!(
-        describe(&c, "s", 5).group_state.as_str(),
-        "CompletingRebalance"
-    );
+    assert_eq!(describe(&c, "s", 5).group_state.as_str(), "CompletingRebalance");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1688,11 +1509,7 @@ async fn topic_deletion_and_offset_expiration() {
     // Empty consumer group: offsets expire once retention has passed since it became empty.
     let rs = stable_group(&c, vec![Join::new("cg", "a")]).await;
     let a = rs[0].member_id.to_string();
-    commit(
-        &c,
-        8,
-        commit_req("cg", 1, &a, &[("t1", 1, 5, ""), ("t2", 0, 6, "")]),
-    );
+    commit(&c, 8, commit_req("cg", 1, &a, &[("t1", 1, 5, ""), ("t2", 0, 6, "")]));
     let retention = GroupConfig::default().offsets_retention_ms;
     let now = super::now_ms();
     assert_eq!(c.expire_offsets(now + retention - 1000), 0);
@@ -1710,11 +1527,7 @@ async fn topic_deletion_and_offset_expiration() {
     assert_eq!(c.expire_offsets(now + retention - 1000), 0);
     assert_eq!(c.expire_offsets(now + retention + 1000), 1);
     assert_eq!(fetch_one(&c, "cg", "t1", 1), -1);
-    assert_eq!(
-        c.group_state("cg"),
-        None,
-        "an empty group without offsets is removed"
-    );
+    assert_eq!(c.group_state("cg"), None, "an empty group without offsets is removed");
     assert!(list(&c, 4, &[]).is_empty());
 }
 
@@ -1760,10 +1573,7 @@ async fn responses_encode_at_every_version() {
         let l = leave(&c, &group, &[(&member, None)], lv).await;
         assert_eq!(l.error_code, NONE, "leave v{lv}");
         if v <= 2 {
-            let d = c.delete_groups(
-                DeleteGroupsRequest::default().with_groups_names(vec![gid(&group)]),
-                v,
-            );
+            let d = c.delete_groups(DeleteGroupsRequest::default().with_groups_names(vec![gid(&group)]), v);
             enc(&d, v);
         }
     }
@@ -1802,11 +1612,7 @@ async fn concurrent_members_on_a_multi_threaded_runtime() {
             let (c, m) = (c.clone(), m.clone());
             tokio::spawn(async move {
                 for offset in 0..50 {
-                    let r = commit(
-                        &c,
-                        8,
-                        commit_req("g", 1, &m, &[("t3", i as i32, offset, "")]),
-                    );
+                    let r = commit(&c, 8, commit_req("g", 1, &m, &[("t3", i as i32, offset, "")]));
                     assert_eq!(r[0].2, NONE);
                     if offset % 10 == 0 {
                         assert_eq!(heartbeat(&c, "g", 1, &m).await, NONE);
