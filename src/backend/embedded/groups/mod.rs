@@ -11,8 +11,8 @@
 //!   releasing the lock; whatever completes the phase (another request or a timer) sends the
 //!   response through it.
 //! - Timers (session expiry, join phase, initial delayed join, sync phase) are tokio tasks that
-//!   sleep and then call back into the coordinator through a `Weak` reference; see [`timer`].
-//! - Committed offsets live in an [`journal::OffsetStore`] behind a second mutex (lock order:
+//!   sleep and then call back into the coordinator through a `Weak` reference (module `timer`).
+//! - Committed offsets live in a `journal::OffsetStore` behind a second mutex (lock order:
 //!   group state, then store), journaled to a file before any commit is acknowledged.
 //!
 //! Supported versions: JoinGroup 0-9, SyncGroup 0-5, Heartbeat 0-4, LeaveGroup 0-5,
