@@ -111,7 +111,9 @@ pub struct AppendOutcome {
     pub duplicate: bool,
 }
 
-/// Why an append was refused. Nothing is written when an error is returned.
+/// Why an append was refused. Nothing is written when an error is returned (the one exception:
+/// an `Io` error from updating the index after the data write, which also takes the log offline
+/// until it is reopened and recovered).
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     #[error("corrupt record batch: {0}")]

@@ -1083,3 +1083,42 @@ fn partition_log_is_send() {
     assert_send::<PartitionLog>();
     assert_send::<std::sync::Mutex<PartitionLog>>();
 }
+
+/// Rough throughput check: `cargo test --release --lib backend::embedded::log::tests::throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    for per_batch in [1usize, 10, 100] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small(64 << 20, 4096));
+        let timestamps: Vec<i64> = (0..per_batch as i64).map(|i| NOW + i).collect();
+        let batch = encode_batch(&timestamps, None, Compression::None, false, |_| {
+            vec![b'x'; 100]
+        });
+        let appends = 2_000_000 / per_batch;
+        let start = std::time::Instant::now();
+        for _ in 0..appends {
+            log.append(&batch, NOW).unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{per_batch} records/batch: append {:.0} msg/s, {:.0} MB/s",
+            (appends * per_batch) as f64 / secs,
+            (appends * batch.len()) as f64 / secs / 1e6,
+        );
+        let start = std::time::Instant::now();
+        let mut pos = 0;
+        let mut bytes_read = 0;
+        while pos < log.log_end_offset() {
+            let b = log.read(pos, 1 << 20, true).unwrap();
+            bytes_read += b.len();
+            pos = headers(&b).last().unwrap().last_offset() + 1;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{per_batch} records/batch: read {:.0} msg/s, {:.0} MB/s",
+            log.log_end_offset() as f64 / secs,
+            bytes_read as f64 / secs / 1e6
+        );
+    }
+}
