@@ -1092,9 +1092,7 @@ fn throughput() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = open(dir.path(), small(64 << 20, 4096));
         let timestamps: Vec<i64> = (0..per_batch as i64).map(|i| NOW + i).collect();
-        let batch = encode_batch(&timestamps, None, Compression::None, false, |_| {
-            vec![b'x'; 100]
-        });
+        let batch = encode_batch(&timestamps, None, Compression::None, false, |_| vec![b'x'; 100]);
         let appends = 2_000_000 / per_batch;
         let start = std::time::Instant::now();
         for _ in 0..appends {
