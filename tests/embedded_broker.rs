@@ -180,3 +180,35 @@ async fn create_topics_refuses_what_a_single_node_cannot_honour() {
     assert!(resp.topics[0].error_message.as_ref().unwrap().contains("only 1 broker"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_refuses_two_batches_and_corrupt_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = kgate::app::start(config(dir.path())).await.unwrap();
+    let mut c = Client::connect(app.addr()).await;
+    assert_eq!(create_topic(&mut c, "strict", 1, &[]).await, 0);
+    let mut two = batch(&["a"], Compression::None).to_vec();
+    two.extend_from_slice(&batch(&["b"], Compression::None));
+    assert_eq!(produce(&mut c, "strict", 0, two.into()).await.0, 87, "INVALID_RECORD");
+    let mut flipped = batch(&["a", "b"], Compression::None).to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0xff;
+    assert_eq!(
+        produce(&mut c, "strict", 0, flipped.into()).await.0,
+        2,
+        "CORRUPT_MESSAGE"
+    );
+    assert_eq!(
+        produce(&mut c, "strict", 0, bytes::Bytes::from_static(&[1, 2, 3]))
+            .await
+            .0,
+        2
+    );
+    // Nothing of the refused batches was stored.
+    assert_eq!(list_offset(&mut c, "strict", 0, -1).await, (0, 0, -1));
+    assert_eq!(
+        produce(&mut c, "strict", 0, batch(&["ok"], Compression::Lz4)).await,
+        (0, 0)
+    );
+    app.stop().await;
+}

@@ -40,6 +40,16 @@ pub fn handle_produce(topics: &TopicRegistry, req: ProduceRequest) -> ProduceRes
                 );
                 continue;
             };
+            if !holds_exactly_one_batch(&records) {
+                partition_responses.push(
+                    response
+                        .with_error_code(ResponseError::InvalidRecord.code())
+                        .with_error_message(Some(StrBytes::from_static_str(
+                        "Produce requests with version 3 or greater must have exactly one record batch per partition",
+                    ))),
+                );
+                continue;
+            }
             let outcome = lock(&partition.log).append(&records, now);
             match outcome {
                 Ok(o) => {
@@ -70,6 +80,19 @@ pub fn handle_produce(topics: &TopicRegistry, req: ProduceRequest) -> ProduceRes
         topics.notify_appended();
     }
     ProduceResponse::default().with_responses(responses)
+}
+
+/// Kafka's rule for Produce v3+ (ProduceRequest.validateRecords): one batch per partition. Only the
+/// framing is looked at here; the log validates the batch itself.
+fn holds_exactly_one_batch(records: &[u8]) -> bool {
+    match records.get(8..12) {
+        Some(len) => {
+            let batch_length = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+            batch_length >= 0 && 12 + batch_length as usize == records.len()
+        }
+        // Too short to hold a batch: the log reports it as corrupt.
+        None => true,
+    }
 }
 
 fn refuse_all(req: ProduceRequest, code: i16) -> ProduceResponse {
