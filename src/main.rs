@@ -5,6 +5,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use kgate::config::Config;
 
+/// mimalloc reserves large blocks with MAP_NORESERVE (when the kernel allows overcommit, Linux's
+/// default). That matters for safety, not only speed: the kafka-protocol crate sizes a Vec from an
+/// array length read off the wire before decoding any element, so a tiny malformed request can ask
+/// for hundreds of GiB. With glibc malloc that allocation fails and aborts the whole process; with
+/// mimalloc it is an untouched lazy mapping, the decode then fails on the short buffer, and only
+/// that connection is closed (tests/peers/test_bad_input.py covers it).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "kgate",
