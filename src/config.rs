@@ -16,6 +16,7 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     pub broker: BrokerConfig,
     pub network: NetworkConfig,
+    pub security: SecurityConfig,
 }
 
 impl Default for Config {
@@ -25,6 +26,7 @@ impl Default for Config {
             listeners: vec![ListenerConfig::default()],
             broker: BrokerConfig::default(),
             network: NetworkConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -64,6 +66,67 @@ pub struct ListenerConfig {
     pub advertised: Option<String>,
     #[serde(default = "default_security_protocol")]
     pub security_protocol: SecurityProtocol,
+    /// sasl.enabled.mechanisms for this listener: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (GSSAPI later).
+    #[serde(default)]
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// Required for SSL and SASL_SSL listeners.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// ssl.client.auth
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    None,
+    Requested,
+    Required,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, server certificate first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA bundle that client certificates must chain to (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// Who may connect and as whom; shared by every listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// SCRAM credentials (salted and hashed, never passwords); managed with `kgate users`.
+    pub users_file: Option<PathBuf>,
+    /// super.users: principals allowed everything, e.g. "User:admin".
+    pub super_users: Vec<String>,
+    /// ssl.principal.mapping.rules, applied to the client certificate's subject DN.
+    pub ssl_principal_mapping_rules: Vec<String>,
+    /// connections.max.reauth.ms: 0 = sessions never expire (KIP-368).
+    pub connections_max_reauth_ms: i64,
+    /// connection.failed.authentication.delay.ms
+    pub failed_authentication_delay_ms: u64,
+    /// sasl.server.max.receive.size: the largest frame accepted before authentication completes.
+    pub sasl_server_max_receive_size: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            users_file: None,
+            super_users: Vec::new(),
+            ssl_principal_mapping_rules: vec!["DEFAULT".into()],
+            connections_max_reauth_ms: 0,
+            failed_authentication_delay_ms: 100,
+            sasl_server_max_receive_size: 524_288,
+        }
+    }
 }
 
 fn default_security_protocol() -> SecurityProtocol {
@@ -77,6 +140,8 @@ impl Default for ListenerConfig {
             bind: "127.0.0.1:9092".into(),
             advertised: None,
             security_protocol: SecurityProtocol::Plaintext,
+            sasl_enabled_mechanisms: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -229,6 +294,15 @@ impl Config {
             if l.security_protocol != SecurityProtocol::Plaintext {
                 problems.push(format!(
                     "{who}: security_protocol {} is not available in this build yet; use PLAINTEXT",
+                    l.security_protocol.as_str()
+                ));
+            }
+            if !l.sasl_enabled_mechanisms.is_empty()
+                && l.security_protocol != SecurityProtocol::SaslPlaintext
+                && l.security_protocol != SecurityProtocol::SaslSsl
+            {
+                problems.push(format!(
+                    "{who}: sasl_enabled_mechanisms is set but security_protocol is {}; use SASL_PLAINTEXT or SASL_SSL",
                     l.security_protocol.as_str()
                 ));
             }
