@@ -6,6 +6,7 @@
 //! - [`listener`]: accept loop, connection tracking, graceful shutdown.
 //! - [`session`]: one connection's request loop (ApiVersions, ordering, bad input handling).
 //! - [`backend`]: the `Backend` trait; `embedded` is the built-in broker core.
+//! - [`security`]: SASL mechanisms (PLAIN, SCRAM), the users file, SCRAM credential admin APIs.
 //! - [`app`]: the one place that wires the modules together.
 #![forbid(unsafe_code)]
 
@@ -15,4 +16,5 @@ pub mod config;
 pub mod error;
 pub mod listener;
 pub mod protocol;
+pub mod security;
 pub mod session;

@@ -1,0 +1,12 @@
+//! Authentication: SASL mechanisms (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), the users file that holds
+//! SCRAM credentials, and the Describe/AlterUserScramCredentials admin APIs. Pure library code: no
+//! sockets. The SASL framing (SaslHandshake, SaslAuthenticate, delays, re-authentication) lives in
+//! `session` and drives a [`SaslServer`] from [`new_server`].
+//!
+//! Kafka sources the behaviour follows (apache/kafka): `PlainSaslServer.java`, `ScramSaslServer.java`,
+//! `ScramMessages.java`, `ScramFormatter.java`, `ScramMechanism.java`, `SaslServerAuthenticator.java`,
+//! `ScramControlManager.java`, `ScramImage.java`. Each module lists what it matches and where it differs.
+pub mod credentials;
+mod crypto;
+
+pub use credentials::{CredentialError, CredentialStore, ScramCredential, ScramMechanism, UserTable};
