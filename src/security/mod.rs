@@ -8,5 +8,9 @@
 //! `ScramControlManager.java`, `ScramImage.java`. Each module lists what it matches and where it differs.
 pub mod credentials;
 mod crypto;
+pub mod mechanism;
+pub mod plain;
+pub mod scram;
 
 pub use credentials::{CredentialError, CredentialStore, ScramCredential, ScramMechanism, UserTable};
+pub use mechanism::{new_server, FailureKind, SaslFailure, SaslServer, SaslStep, SUPPORTED_MECHANISMS};
