@@ -11,6 +11,8 @@ mod crypto;
 pub mod mechanism;
 pub mod plain;
 pub mod scram;
+pub mod scram_admin;
 
 pub use credentials::{CredentialError, CredentialStore, ScramCredential, ScramMechanism, UserTable};
 pub use mechanism::{new_server, FailureKind, SaslFailure, SaslServer, SaslStep, SUPPORTED_MECHANISMS};
+pub use scram_admin::{alter_user_scram_credentials, describe_user_scram_credentials};
