@@ -7,11 +7,13 @@
 //! - [`session`]: one connection's request loop (ApiVersions, ordering, bad input handling).
 //! - [`backend`]: the `Backend` trait; `embedded` is the built-in broker core.
 //! - [`security`]: SASL mechanisms (PLAIN, SCRAM), the users file, SCRAM credential admin APIs.
+//! - [`cli`]: `kgate users` (manage the users file).
 //! - [`app`]: the one place that wires the modules together.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod backend;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod listener;

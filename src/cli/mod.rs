@@ -1,0 +1,2 @@
+//! Subcommands of the `kgate` binary that are library code so they can be tested.
+pub mod users;
