@@ -12,6 +12,9 @@ use crate::backend::Backend;
 use crate::config::Config;
 use crate::error::StartupError;
 use crate::listener::{accept_loop, bind, ConnectionTracker};
+use crate::security::credentials::CredentialStore;
+use crate::session::auth::AuthSettings;
+use crate::session::SessionSettings;
 
 /// A started kgate: listeners bound and accepting.
 pub struct Running {
@@ -19,6 +22,8 @@ pub struct Running {
     pub listeners: Vec<(String, SocketAddr)>,
     shutdown: watch::Sender<bool>,
     accept_tasks: Vec<JoinHandle<()>>,
+    /// Tasks that run until stop (file reloaders); aborted there.
+    background: Vec<JoinHandle<()>>,
     tracker: Arc<ConnectionTracker>,
     backend: Arc<dyn Backend>,
     shutdown_timeout: Duration,
@@ -38,6 +43,25 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
             }
         }
     }
+    let credentials = match &config.security.users_file {
+        Some(path) => match CredentialStore::open(path) {
+            Ok(store) => store,
+            Err(e) => {
+                backend.shutdown().await;
+                return Err(StartupError::InvalidConfig(vec![format!(
+                    "security.users_file {}: {e}",
+                    path.display()
+                )]));
+            }
+        },
+        None => CredentialStore::empty(),
+    };
+    // The users file is re-read when it changes (kgate users add/remove, or an edit).
+    let mut background = Vec::new();
+    if config.security.users_file.is_some() {
+        background.push(credentials.spawn_reloader(Duration::from_secs(2)));
+    }
+    let super_users = Arc::new(config.security.super_users.clone());
     let (shutdown, stop_rx) = watch::channel(false);
     let tracker = Arc::new(ConnectionTracker::default());
     let mut listeners = Vec::new();
@@ -49,11 +73,26 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
             security_protocol = b.config.security_protocol.as_str(), "listening"
         );
         listeners.push((b.config.name.clone(), b.local_addr));
+        let auth = Arc::new(AuthSettings {
+            listener: b.config.name.clone(),
+            protocol: b.config.security_protocol,
+            mechanisms: b.config.sasl_enabled_mechanisms.clone(),
+            credentials: credentials.clone(),
+            failed_authentication_delay: Duration::from_millis(config.security.failed_authentication_delay_ms),
+            max_receive_size: config.security.sasl_server_max_receive_size,
+            max_reauth_ms: config.security.connections_max_reauth_ms,
+        });
+        let settings = Arc::new(SessionSettings::new(
+            &*backend,
+            config.network.socket_request_max_bytes,
+            auth,
+            super_users.clone(),
+        ));
         accept_tasks.push(tokio::spawn(accept_loop(
             b,
             backend.clone(),
             tracker.clone(),
-            config.network.socket_request_max_bytes,
+            settings,
             stop_rx.clone(),
         )));
     }
@@ -61,6 +100,7 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
         listeners,
         shutdown,
         accept_tasks,
+        background,
         tracker,
         backend,
         shutdown_timeout: Duration::from_millis(config.network.shutdown_timeout_ms),
@@ -88,6 +128,9 @@ impl Running {
                 open = self.tracker.open_connections(),
                 "connections still busy after network.shutdown_timeout_ms; closing the backend anyway"
             );
+        }
+        for task in self.background {
+            task.abort();
         }
         self.backend.shutdown().await;
         info!("stopped");

@@ -54,6 +54,9 @@ SIGTERM or Ctrl-C stops accepting connections, finishes requests in flight, flus
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Manage the SASL/SCRAM users kgate authenticates (the `security.users_file`).
+    #[command(subcommand)]
+    Users(kgate::cli::users::UsersCommand),
     /// Check a configuration file and print every problem found, without starting anything.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Users(cmd) => kgate::cli::users::run(cmd),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 use crate::backend::{Backend, RequestContext};
 use crate::config::ListenerConfig;
 use crate::error::StartupError;
-use crate::session::Session;
+use crate::session::{Session, SessionSettings};
 
 /// Counts open connections so shutdown can wait for them to drain.
 #[derive(Default)]
@@ -93,7 +93,7 @@ pub async fn accept_loop(
     listener: BoundListener,
     backend: Arc<dyn Backend>,
     tracker: Arc<ConnectionTracker>,
-    max_request_bytes: usize,
+    settings: Arc<SessionSettings>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = listener.config.name.clone();
@@ -120,7 +120,7 @@ pub async fn accept_loop(
             client_addr,
             principal: "User:ANONYMOUS".to_string(),
         };
-        let session = Session::new(stream, ctx, backend.clone(), max_request_bytes);
+        let session = Session::new(stream, ctx, backend.clone(), settings.clone());
         let stop = shutdown.clone();
         let listener_name = name.clone();
         tokio::spawn(async move {

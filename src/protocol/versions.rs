@@ -53,6 +53,11 @@ impl VersionTable {
         VersionTable { ranges }
     }
 
+    /// Adds `other`'s apis (for apis both list, `other` wins).
+    pub fn extend(&mut self, other: &VersionTable) {
+        self.ranges.extend(other.ranges.iter().map(|(k, r)| (*k, *r)));
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (i16, VersionRange)> + '_ {
         self.ranges.iter().map(|(k, r)| (*k, *r))
     }

@@ -5,10 +5,9 @@
 //! request order by construction. Responses are flushed when no further complete request is
 //! already buffered, which batches writes for pipelining clients.
 use std::sync::Arc;
+use std::time::Instant;
 
-use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
@@ -16,9 +15,13 @@ use tracing::{debug, error, info, warn};
 use crate::backend::{Backend, Reply, RequestContext};
 use crate::error::Culprit;
 use crate::protocol::frame::holds_complete_frame;
-use crate::protocol::{
-    decode_request_header, encode_response, encode_response_body, read_frame, response_prefix, FrameError, RequestFrame,
-};
+use crate::protocol::{read_frame, response_prefix, FrameError, RequestFrame, VersionTable};
+
+pub mod api_versions;
+pub mod auth;
+pub mod gateway_apis;
+
+use auth::{AuthOutcome, AuthSettings, Authenticator};
 
 /// Why a session ended; logged once per connection.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,8 +30,40 @@ pub enum SessionEnd {
     Shutdown,
     /// The client broke the protocol; the reason is already logged.
     ProtocolViolation,
+    /// Authentication failed; the reason is already logged.
+    AuthenticationFailed,
     /// kgate or its backend failed this connection.
     Failed,
+}
+
+/// What every session of one listener shares.
+pub struct SessionSettings {
+    /// ApiVersions' answer: the backend's apis plus the SASL apis the session serves itself.
+    pub versions: VersionTable,
+    /// socket.request.max.bytes
+    pub max_request_bytes: usize,
+    pub auth: Arc<AuthSettings>,
+    /// super.users: principals allowed everything.
+    pub super_users: Arc<Vec<String>>,
+}
+
+impl SessionSettings {
+    pub fn new(
+        backend: &dyn Backend,
+        max_request_bytes: usize,
+        auth: Arc<AuthSettings>,
+        super_users: Arc<Vec<String>>,
+    ) -> SessionSettings {
+        let mut versions = backend.versions().clone();
+        versions.extend(&auth::sasl_versions());
+        versions.extend(&gateway_apis::versions());
+        SessionSettings {
+            versions,
+            max_request_bytes,
+            auth,
+            super_users,
+        }
+    }
 }
 
 pub struct Session<S> {
@@ -36,18 +71,22 @@ pub struct Session<S> {
     writer: BufWriter<tokio::io::WriteHalf<S>>,
     ctx: RequestContext,
     backend: Arc<dyn Backend>,
-    max_request_bytes: usize,
+    settings: Arc<SessionSettings>,
+    auth: Authenticator,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
-    pub fn new(stream: S, ctx: RequestContext, backend: Arc<dyn Backend>, max_request_bytes: usize) -> Self {
+    /// `ctx.principal` is the principal until SASL (if any) says otherwise.
+    pub fn new(stream: S, ctx: RequestContext, backend: Arc<dyn Backend>, settings: Arc<SessionSettings>) -> Self {
         let (r, w) = tokio::io::split(stream);
+        let auth = Authenticator::new(settings.auth.clone(), ctx.client_addr, ctx.principal.clone());
         Session {
             reader: BufReader::with_capacity(64 * 1024, r),
             writer: BufWriter::with_capacity(64 * 1024, w),
             ctx,
             backend,
-            max_request_bytes,
+            settings,
+            auth,
         }
     }
 
@@ -61,10 +100,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                     break SessionEnd::ClientClosed;
                 }
             }
+            let limit = self.auth.max_frame_size(self.settings.max_request_bytes);
             let frame = tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => break SessionEnd::Shutdown,
-                frame = read_frame(&mut self.reader, self.max_request_bytes) => frame,
+                frame = read_frame(&mut self.reader, limit) => frame,
             };
             let frame = match frame {
                 Ok(Some(frame)) => frame,
@@ -74,19 +114,49 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                     break SessionEnd::ClientClosed;
                 }
                 Err(e) => {
-                    info!(client = %self.ctx.client_addr, "closing connection: {e}");
+                    info!(client = %self.ctx.client_addr, listener = %self.ctx.listener.name, "closing connection: {e}");
                     break SessionEnd::ProtocolViolation;
                 }
             };
-            let request = match decode_request_header(frame) {
-                Ok(r) => r,
-                Err(e) => {
-                    info!(client = %self.ctx.client_addr, "closing connection: {e}");
+            let outcome = if self.auth.is_exchanging() {
+                match self.exchange_off_the_runtime(frame).await {
+                    Some(outcome) => outcome,
+                    None => break SessionEnd::Failed,
+                }
+            } else {
+                self.auth.on_frame(frame, &self.settings.versions, Instant::now())
+            };
+            match outcome {
+                AuthOutcome::Forward(request) => {
+                    if self.ctx.principal != self.auth.principal() {
+                        self.ctx.principal = self.auth.principal().to_string();
+                    }
+                    if let Some(end) = self.serve(request).await {
+                        break end;
+                    }
+                }
+                AuthOutcome::Reply(frame) => {
+                    if let Some(end) = self.write(&frame).await {
+                        break end;
+                    }
+                }
+                AuthOutcome::Fail { reply, reason } => {
+                    info!(
+                        client = %self.ctx.client_addr, listener = %self.ctx.listener.name,
+                        "Failed authentication with {} ({reason})", self.ctx.client_addr.ip()
+                    );
+                    // Kafka sends the error (and closes) only after the delay, which slows
+                    // password guessing; this task sleeps, nobody else waits.
+                    tokio::time::sleep(self.settings.auth.failed_authentication_delay).await;
+                    if let Some(reply) = reply {
+                        let _ = self.write(&reply).await;
+                    }
+                    break SessionEnd::AuthenticationFailed;
+                }
+                AuthOutcome::Close(reason) => {
+                    info!(client = %self.ctx.client_addr, listener = %self.ctx.listener.name, "closing connection: {reason}");
                     break SessionEnd::ProtocolViolation;
                 }
-            };
-            if let Some(end) = self.serve(request).await {
-                break end;
             }
         };
         // Whatever was answered before the end still goes out.
@@ -95,11 +165,50 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         end
     }
 
-    /// Serves one request; `Some` ends the session.
+    /// Runs one SASL step on the blocking pool (PLAIN and SCRAM derive keys with PBKDF2, which
+    /// takes milliseconds of CPU that must not stall other connections on this worker).
+    async fn exchange_off_the_runtime(&mut self, frame: bytes::Bytes) -> Option<AuthOutcome> {
+        let placeholder = Authenticator::new(self.settings.auth.clone(), self.ctx.client_addr, String::new());
+        let mut auth = std::mem::replace(&mut self.auth, placeholder);
+        let settings = self.settings.clone();
+        match tokio::task::spawn_blocking(move || {
+            let outcome = auth.on_frame(frame, &settings.versions, Instant::now());
+            (auth, outcome)
+        })
+        .await
+        {
+            Ok((auth, outcome)) => {
+                self.auth = auth;
+                Some(outcome)
+            }
+            Err(e) => {
+                error!(client = %self.ctx.client_addr, "authentication step failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// Serves one request of an authenticated client; `Some` ends the session.
     async fn serve(&mut self, request: RequestFrame) -> Option<SessionEnd> {
         let (key, version, correlation_id) = (request.api_key, request.version, request.correlation_id());
         if key == ApiKey::ApiVersions {
-            return self.serve_api_versions(request).await;
+            return match api_versions::answer(&self.settings.versions, &request) {
+                Ok(answer) => self.write(&answer.frame).await,
+                Err(e) => {
+                    info!(client = %self.ctx.client_addr, "closing connection: {e}");
+                    Some(SessionEnd::ProtocolViolation)
+                }
+            };
+        }
+        if gateway_apis::serves(key) && self.settings.versions.supports(key, version) {
+            let credentials = &self.settings.auth.credentials;
+            return match gateway_apis::answer(&request, &self.ctx.principal, &self.settings.super_users, credentials) {
+                Ok(frame) => self.write(&frame).await,
+                Err(e) => {
+                    info!(client = %self.ctx.client_addr, "closing connection: {e}");
+                    Some(SessionEnd::ProtocolViolation)
+                }
+            };
         }
         if !self.backend.versions().supports(key, version) {
             info!(
@@ -120,60 +229,14 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
             Ok(Reply::None) => None,
             Err(e) => {
                 match e.culprit() {
-                    Culprit::Client => {
-                        info!(client = %self.ctx.client_addr, "closing connection: {e}")
-                    }
-                    Culprit::Backend => {
-                        warn!(client = %self.ctx.client_addr, "closing connection: {e}")
-                    }
-                    Culprit::Internal => {
-                        error!(client = %self.ctx.client_addr, "closing connection: {e}")
-                    }
+                    Culprit::Client => info!(client = %self.ctx.client_addr, "closing connection: {e}"),
+                    Culprit::Backend => warn!(client = %self.ctx.client_addr, "closing connection: {e}"),
+                    Culprit::Internal => error!(client = %self.ctx.client_addr, "closing connection: {e}"),
                 }
                 Some(match e.culprit() {
                     Culprit::Client => SessionEnd::ProtocolViolation,
                     _ => SessionEnd::Failed,
                 })
-            }
-        }
-    }
-
-    async fn serve_api_versions(&mut self, request: RequestFrame) -> Option<SessionEnd> {
-        let table = self.backend.versions();
-        let (version, correlation_id) = (request.version, request.correlation_id());
-        let supported = table.supports(ApiKey::ApiVersions, version);
-        let (response, encode_version) = if !supported {
-            // KIP-511: answer in v0 so that any client can read it and retry with a lower version.
-            (table.unsupported_api_versions_response(), 0)
-        } else {
-            let mut body = request.body.clone();
-            match ApiVersionsRequest::decode(&mut body, version) {
-                Ok(req) if version >= 3 && !valid_software_field(&req) => (
-                    table
-                        .unsupported_api_versions_response()
-                        .with_error_code(ResponseError::InvalidRequest.code()),
-                    version,
-                ),
-                Ok(_) => (table.api_versions_response(), version),
-                Err(e) => {
-                    info!(client = %self.ctx.client_addr, "closing connection: malformed ApiVersions v{version}: {e}");
-                    return Some(SessionEnd::ProtocolViolation);
-                }
-            }
-        };
-        match encode_response_body(&response, encode_version) {
-            Ok(body) => {
-                self.write(&encode_response(
-                    correlation_id,
-                    ApiKey::ApiVersions,
-                    encode_version,
-                    &body,
-                ))
-                .await
-            }
-            Err(e) => {
-                error!("cannot encode ApiVersions v{encode_version}: {e}");
-                Some(SessionEnd::Failed)
             }
         }
     }
@@ -189,17 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
     }
 }
 
-/// Kafka's rule for ClientSoftwareName/Version (KIP-511): `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`.
-fn valid_software_field(req: &ApiVersionsRequest) -> bool {
-    fn ok(s: &str) -> bool {
-        let b = s.as_bytes();
-        !b.is_empty()
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.')
-    }
-    ok(req.client_software_name.as_str()) && ok(req.client_software_version.as_str())
-}
-
+#[cfg(test)]
+mod auth_tests;
 #[cfg(test)]
 mod tests;

@@ -63,8 +63,26 @@ fn start() -> (DuplexStream, tokio::task::JoinHandle<SessionEnd>, watch::Sender<
         principal: "User:ANONYMOUS".into(),
     };
     let (stop, stop_rx) = watch::channel(false);
-    let session = Session::new(server, ctx, backend, 1024);
+    let settings = Arc::new(SessionSettings::new(
+        &*backend,
+        1024,
+        Arc::new(plaintext_auth()),
+        Arc::new(Vec::new()),
+    ));
+    let session = Session::new(server, ctx, backend, settings);
     (client, tokio::spawn(session.run(stop_rx)), stop)
+}
+
+fn plaintext_auth() -> AuthSettings {
+    AuthSettings {
+        listener: "PLAINTEXT".into(),
+        protocol: crate::config::SecurityProtocol::Plaintext,
+        mechanisms: Vec::new(),
+        credentials: crate::security::credentials::CredentialStore::empty(),
+        failed_authentication_delay: Duration::from_millis(100),
+        max_receive_size: 524_288,
+        max_reauth_ms: 0,
+    }
 }
 
 fn frame(api_key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
@@ -121,7 +139,20 @@ async fn api_versions_lists_the_backend_table() {
         .iter()
         .map(|k| (k.api_key, k.min_version, k.max_version))
         .collect();
-    assert_eq!(keys, vec![(0, 3, 9), (3, 0, 12), (18, 0, 3)]);
+    // The backend's apis plus what the session serves itself: SaslHandshake (17) and
+    // SaslAuthenticate (36), which Kafka lists on every listener, and Describe/AlterUserScramCredentials (50, 51).
+    assert_eq!(
+        keys,
+        vec![
+            (0, 3, 9),
+            (3, 0, 12),
+            (17, 0, 1),
+            (18, 0, 3),
+            (36, 0, 2),
+            (50, 0, 0),
+            (51, 0, 0)
+        ]
+    );
 }
 
 #[tokio::test]
