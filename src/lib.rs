@@ -11,8 +11,10 @@
 
 pub mod app;
 pub mod backend;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod listener;
 pub mod protocol;
+pub mod security;
 pub mod session;
