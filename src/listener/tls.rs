@@ -61,7 +61,7 @@ pub enum TlsError {
     },
     #[error("no private key in the TLS key file {}: {hint}", path.display())]
     NoPrivateKey { path: PathBuf, hint: String },
-    #[error("unsupported private key in {}: {detail}. Supported: RSA (2048 to 8192 bits), ECDSA P-256 or P-384, and Ed25519, unencrypted, as PEM 'PRIVATE KEY' (PKCS#8), 'RSA PRIVATE KEY' or 'EC PRIVATE KEY'", path.display())]
+    #[error("unsupported private key in {}: {detail}. Supported: RSA (2048 to 4096 bits), ECDSA P-256 or P-384, and Ed25519, unencrypted, as PEM 'PRIVATE KEY' (PKCS#8), 'RSA PRIVATE KEY' or 'EC PRIVATE KEY'", path.display())]
     UnsupportedKey { path: PathBuf, detail: String },
     #[error("the private key {} does not match the certificate {} (the first certificate in the file must be the one issued for this key): use the key the certificate was issued for", key.display(), cert.display())]
     KeyMismatch { cert: PathBuf, key: PathBuf },

@@ -595,6 +595,105 @@ fn certificate_file_with_a_chain_loads() {
     assert!(!handle.reload_if_changed().unwrap());
 }
 
+// Keys generated with openssl for these tests only (`openssl genpkey`, then `openssl ec` /
+// `openssl rsa -traditional` for the other encodings of the same key): rcgen with *ring* cannot
+// write SEC1 or PKCS#1, nor generate RSA keys.
+const P256_PKCS8: &str = "-----BEGIN PRIVATE KEY-----\n\
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgb2WqutEsCl3kadqu\n\
+UqshOjJaiR4DyBYK9mPAEUUW4NWhRANCAAQBYmmlB6BViXXHJx+zroVYdruh61Qi\n\
+Q27A06uZ4eXeQYQZdQ8Y3L5ETYpnXKJkgQ/HtljixksdA0lpT6BQLt2i\n\
+-----END PRIVATE KEY-----";
+const P256_SEC1: &str = "-----BEGIN EC PRIVATE KEY-----\n\
+MHcCAQEEIG9lqrrRLApd5GnarlKrIToyWokeA8gWCvZjwBFFFuDVoAoGCCqGSM49\n\
+AwEHoUQDQgAEAWJppQegVYl1xycfs66FWHa7oetUIkNuwNOrmeHl3kGEGXUPGNy+\n\
+RE2KZ1yiZIEPx7ZY4sZLHQNJaU+gUC7dog==\n\
+-----END EC PRIVATE KEY-----";
+const RSA2048_PKCS8: &str = "-----BEGIN PRIVATE KEY-----\n\
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQC05ZGMSQwiHxDw\n\
+vy2CPg/CrEeevnr2AZkXyCn7sLV2/FF6EkS3cJMppdVU5PxBlwtYk/nxB0M3XjNe\n\
+MjZ6DbPVVMQI9JNtGlNwTNIdIUhaZOulkQ40Jc26RF3X7QDcTb2mvUMyVdeEQg7k\n\
+ghbRQMjghut0ebBQax5PeyleAcbzyuwvvFQotTtMYyv6xPpQYDJ26gMYrnKBCU70\n\
+y0O1VLPzzp+YG3stQdISUNVem1S03wwPAO/libHpW7pGB9yzNZLINTNVrAtcrgh7\n\
+/QsZTbQ6kqHN5Yd3O4K8Q4mpSNwokgxlzvxycs0wJiZ0Yp7tNqHIJ8ljzijdeEgL\n\
+nqhjoQbpAgMBAAECggEARmIH5lhJk0EZG0KXF1TEVw8m8pnUR8FJappj01zmzfvQ\n\
+S7mt6N2xNIQkY9qQV4jITleM6P3VZkaNn/nTflu0e612dLGMZufWTRxmqBTaDOm1\n\
+Uf8FUr7es7mD9c5uBkltH+IFsiD6MKhvGPOQoywcvFdiZzgtpKx4553Y842ndhT3\n\
+QeEOp0lWzhztX0hamtz2GLusnsTnqWadYMiZ9Ut1fn4Nz/xkwejlrligAOzZE/kP\n\
+yOvVgcYjnPbDslUFPCQh31rT4gO4iATeHwHBjiysdcbm+AbasaybfncLiliWNT4W\n\
+7/zO9Ml0CNYK5PEmvsAAFFV0oJlTcRWD4EXj+V9a7QKBgQDmpfSVdRuhVBafQq/d\n\
+f9w8QKTFo4EP2wY3pmEtIx/idccGKjpIBuszgf/KroU3p/okJxzLCKAedl3hUbBZ\n\
+UUimiz2zKZofXTizNf2FXBp/T2v9/eSjx9EMQ+iaU7FRDI2us0pdy3iolCZyXIB+\n\
+xhOqm/GeVFFxCIvy0WzdxVubCwKBgQDIx7D9ZT2tiFcJRLMyhyuiOUO7B1lGMXMO\n\
+E26RhGhftDAYlyun97U054mhqwIBDTvugIRkVlhUPSATbyjDWnE5ghUdeW3egdvb\n\
+LtkYXkXxvS+bmc+6bVoqs1KNQOOWfv6ci2Vv8Sfa6m1wapv2P6Aw96YcOK4fYt0V\n\
+SYRszjT+WwKBgQCto15gbgthBucI+rFfNXTdv2TMjW0KPL+PgahCzOCiIjy0/XFm\n\
+7B6BZmrlcUFFRyZftTpN965jgITorhDvDOx+xPCsQrOOzSV0dT7o+Q/RrD8Gte89\n\
+BZ7xduZT2JHzDFpVnRBtUFMDxpSzH8R0rDX+COx7X8r4J5EEOnmU85ElRQKBgE6y\n\
+txUbkclrH3JqkzLC+L9lYr70anGxAEAMLdKr651Xq2J4Hox/828BMllEBk0TOuKJ\n\
+TVtm3MhoDSKQ95Fa6fZ4nn4nEoGctOh8vGtoyFGwrfB3oYyZQDZsg3cKcCqVLId/\n\
+vArco5qTOMJPh0JGPivzZhC5xsZWogGuB1H+oZbxAoGBAIY/kSYw7/wxAOVBe8gi\n\
+IvjetID19Q/jU5FPhMIwIcRnMYNky925P2Nf1qds7sL2nPriD87A9mPsFzaP+YV+\n\
+VNlhwfpsqk8nuKYuLs7V01pcQ9LEbrqLpfDr/gjEJ+quCKr5DMwK89HYEuUCOLTb\n\
+V7JZpcv6YLmIqsGyjGUmmS36\n\
+-----END PRIVATE KEY-----";
+const RSA2048_PKCS1: &str = "-----BEGIN RSA PRIVATE KEY-----\n\
+MIIEpAIBAAKCAQEAtOWRjEkMIh8Q8L8tgj4PwqxHnr569gGZF8gp+7C1dvxRehJE\n\
+t3CTKaXVVOT8QZcLWJP58QdDN14zXjI2eg2z1VTECPSTbRpTcEzSHSFIWmTrpZEO\n\
+NCXNukRd1+0A3E29pr1DMlXXhEIO5IIW0UDI4IbrdHmwUGseT3spXgHG88rsL7xU\n\
+KLU7TGMr+sT6UGAyduoDGK5ygQlO9MtDtVSz886fmBt7LUHSElDVXptUtN8MDwDv\n\
+5Ymx6Vu6RgfcszWSyDUzVawLXK4Ie/0LGU20OpKhzeWHdzuCvEOJqUjcKJIMZc78\n\
+cnLNMCYmdGKe7TahyCfJY84o3XhIC56oY6EG6QIDAQABAoIBAEZiB+ZYSZNBGRtC\n\
+lxdUxFcPJvKZ1EfBSWqaY9Nc5s370Eu5rejdsTSEJGPakFeIyE5XjOj91WZGjZ/5\n\
+035btHutdnSxjGbn1k0cZqgU2gzptVH/BVK+3rO5g/XObgZJbR/iBbIg+jCobxjz\n\
+kKMsHLxXYmc4LaSseOed2PONp3YU90HhDqdJVs4c7V9IWprc9hi7rJ7E56lmnWDI\n\
+mfVLdX5+Dc/8ZMHo5a5YoADs2RP5D8jr1YHGI5z2w7JVBTwkId9a0+IDuIgE3h8B\n\
+wY4srHXG5vgG2rGsm353C4pYljU+Fu/8zvTJdAjWCuTxJr7AABRVdKCZU3EVg+BF\n\
+4/lfWu0CgYEA5qX0lXUboVQWn0Kv3X/cPECkxaOBD9sGN6ZhLSMf4nXHBio6SAbr\n\
+M4H/yq6FN6f6JCccywigHnZd4VGwWVFIpos9symaH104szX9hVwaf09r/f3ko8fR\n\
+DEPomlOxUQyNrrNKXct4qJQmclyAfsYTqpvxnlRRcQiL8tFs3cVbmwsCgYEAyMew\n\
+/WU9rYhXCUSzMocrojlDuwdZRjFzDhNukYRoX7QwGJcrp/e1NOeJoasCAQ077oCE\n\
+ZFZYVD0gE28ow1pxOYIVHXlt3oHb2y7ZGF5F8b0vm5nPum1aKrNSjUDjln7+nItl\n\
+b/En2uptcGqb9j+gMPemHDiuH2LdFUmEbM40/lsCgYEAraNeYG4LYQbnCPqxXzV0\n\
+3b9kzI1tCjy/j4GoQszgoiI8tP1xZuwegWZq5XFBRUcmX7U6TfeuY4CE6K4Q7wzs\n\
+fsTwrEKzjs0ldHU+6PkP0aw/BrXvPQWe8XbmU9iR8wxaVZ0QbVBTA8aUsx/EdKw1\n\
+/gjse1/K+CeRBDp5lPORJUUCgYBOsrcVG5HJax9yapMywvi/ZWK+9GpxsQBADC3S\n\
+q+udV6tieB6Mf/NvATJZRAZNEzriiU1bZtzIaA0ikPeRWun2eJ5+JxKBnLTofLxr\n\
+aMhRsK3wd6GMmUA2bIN3CnAqlSyHf7wK3KOakzjCT4dCRj4r82YQucbGVqIBrgdR\n\
+/qGW8QKBgQCGP5EmMO/8MQDlQXvIIiL43rSA9fUP41ORT4TCMCHEZzGDZMvduT9j\n\
+X9anbO7C9pz64g/OwPZj7Bc2j/mFflTZYcH6bKpPJ7imLi7O1dNaXEPSxG66i6Xw\n\
+6/4IxCfqrgiq+QzMCvPR2BLlAji021eyWaXL+mC5iKrBsoxlJpkt+g==\n\
+-----END RSA PRIVATE KEY-----";
+
+#[tokio::test]
+async fn rsa_and_ecdsa_keys_in_every_pem_encoding_load() {
+    let ca = new_ca("kgate test CA");
+    for (pkcs8, key_file) in [
+        (P256_PKCS8, P256_PKCS8),
+        (P256_PKCS8, P256_SEC1),
+        (RSA2048_PKCS8, RSA2048_PKCS8),
+        (RSA2048_PKCS8, RSA2048_PKCS1),
+    ] {
+        let key = KeyPair::from_pem(pkcs8).unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &ca.issuer).unwrap();
+        let leaf = Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key_file.to_string(),
+            der: cert.der().clone(),
+            key_der: Vec::new(),
+        };
+        let files = write_files(&leaf, None, ClientAuth::None);
+        let handle = TlsAcceptorHandle::load(&files.config).unwrap();
+        for versions in [TLS12, TLS13] {
+            let (s, c) = handshake(&handle, client_config(&ca, None, versions)).await;
+            let (mut s, mut c) = (s.unwrap(), c.unwrap());
+            assert_eq!(served_cert(&c), leaf.der);
+            ping(&mut s, &mut c).await;
+        }
+    }
+}
+
 // ---------------------------------------------------------------- DN formatting
 
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
