@@ -1,2 +1,3 @@
 //! Subcommands of the `kgate` binary that are library code so they can be tested.
+pub mod certs;
 pub mod users;

@@ -1,4 +1,6 @@
 //! Accept loops, connection tracking and graceful shutdown.
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Authentication: SASL mechanisms (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), the users file that holds
+//! Authentication: certificate principals (ssl.principal.mapping.rules), SASL mechanisms (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), the users file that holds
 //! SCRAM credentials, and the Describe/AlterUserScramCredentials admin APIs. Pure library code: no
 //! sockets. The SASL framing (SaslHandshake, SaslAuthenticate, delays, re-authentication) lives in
 //! `session` and drives a [`SaslServer`] from [`new_server`].
@@ -12,6 +12,7 @@ pub mod mechanism;
 pub mod plain;
 pub mod scram;
 pub mod scram_admin;
+pub mod ssl_principal;
 
 pub use credentials::{CredentialError, CredentialStore, ScramCredential, ScramMechanism, UserTable};
 pub use mechanism::{new_server, FailureKind, SaslFailure, SaslServer, SaslStep, SUPPORTED_MECHANISMS};

@@ -311,7 +311,7 @@ impl Authenticator {
                     return AuthOutcome::Close(format!("unsupported or malformed SaslHandshake v{}", request.version));
                 };
                 let requested = req.mechanism.as_str().to_string();
-                if !self.settings.mechanisms.iter().any(|m| *m == requested) {
+                if !self.settings.mechanisms.contains(&requested) {
                     return AuthOutcome::Fail {
                         reply: Some(self.encode(&request, &self.handshake_response(ResponseError::UnsupportedSaslMechanism.code()))),
                         reason: format!("Unsupported SASL mechanism {requested} for re-authentication"),
