@@ -49,8 +49,8 @@ def kgate_bin() -> str:
 def kgate_factory(kgate_bin, tmp_path):
     servers: list[Kgate] = []
 
-    def make(start: bool = True, **overrides) -> Kgate:
-        k = Kgate(kgate_bin, Path(tmp_path) / f"kgate{len(servers)}", overrides)
+    def make(start: bool = True, rlimit_as: int | None = None, **overrides) -> Kgate:
+        k = Kgate(kgate_bin, Path(tmp_path) / f"kgate{len(servers)}", overrides, rlimit_as=rlimit_as)
         servers.append(k)
         if start:
             k.start()

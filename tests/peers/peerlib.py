@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import resource
 import os
 import signal
 import socket
@@ -25,8 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlive the test process
+def _child_setup(rlimit_as: int | None):
+    def setup() -> None:  # runs in the child between fork and exec
+        _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlive the test process
+        if rlimit_as:
+            resource.setrlimit(resource.RLIMIT_AS, (rlimit_as, rlimit_as))
+    return setup
 
 # ----------------------------------------------------------------------------------------------
 # kgate process
@@ -74,8 +79,9 @@ def to_toml(cfg: dict) -> str:
 class Kgate:
     """One `kgate serve --config FILE` process on a private loopback port and data directory."""
 
-    def __init__(self, binary: str, workdir: Path, overrides: dict | None = None):
+    def __init__(self, binary: str, workdir: Path, overrides: dict | None = None, rlimit_as: int | None = None):
         self.binary = binary
+        self.rlimit_as = rlimit_as  # address-space limit (bytes), like `ulimit -v` or a strict overcommit policy
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -147,7 +153,7 @@ class Kgate:
             self.proc = subprocess.Popen(
                 [self.binary, "serve", "--config", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.workdir, env=env,
-                preexec_fn=_die_with_parent)
+                preexec_fn=_child_setup(self.rlimit_as))
         deadline = time.monotonic() + ready_timeout
         while True:
             rc = self.proc.poll()
@@ -313,7 +319,7 @@ def wait_topic(bootstrap: str, name: str, partitions: int, timeout: float = 20.0
         t = md.topics.get(name)
         last = t
         if t is not None and t.error is None and len(t.partitions) == partitions and \
-                all(p.leader == 0 for p in t.partitions.values()):
+                all(p.leader >= 0 for p in t.partitions.values()):
             return
         time.sleep(0.1)
     raise AssertionError(f"topic {name} not ready with {partitions} partitions: {last!r} "

@@ -61,7 +61,7 @@ def test_kafka_python_produce_consume(kgate):
 
 
 def test_kafka_python_group_commit_and_resume(kgate):
-    topic, group, n, parts = "kp-group", 1000, 2, 2
+    topic, group, n, parts = "kp-group", "kp-group-g", 1000, 2
     kp_create_topic(kgate.bootstrap, topic, parts)
     expected = kp_produce(kgate.bootstrap, topic, n)
 
