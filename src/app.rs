@@ -11,8 +11,10 @@ use crate::backend::embedded::EmbeddedBroker;
 use crate::backend::Backend;
 use crate::config::Config;
 use crate::error::StartupError;
-use crate::listener::{accept_loop, bind, ConnectionTracker};
+use crate::listener::tls::TlsAcceptorHandle;
+use crate::listener::{accept_loop, bind, ConnectionTracker, ListenerSecurity};
 use crate::security::credentials::CredentialStore;
+use crate::security::ssl_principal::SslPrincipalMapper;
 use crate::session::auth::AuthSettings;
 use crate::session::SessionSettings;
 
@@ -29,9 +31,52 @@ pub struct Running {
     shutdown_timeout: Duration,
 }
 
-/// Opens the backend and binds every listener; nothing is served until all of them succeed.
+/// Files the config points at (certificates, keys, the users file), loaded before anything else
+/// so that every problem is reported at once and no port is bound when one exists.
+struct SecurityMaterial {
+    credentials: Arc<CredentialStore>,
+    /// One entry per listener, in config order.
+    tls: Vec<Option<TlsAcceptorHandle>>,
+    principal_mapper: Arc<SslPrincipalMapper>,
+}
+
+fn load_security_material(config: &Config) -> Result<SecurityMaterial, StartupError> {
+    let mut problems = Vec::new();
+    let credentials = match &config.security.users_file {
+        Some(path) => CredentialStore::open(path).unwrap_or_else(|e| {
+            problems.push(format!("security.users_file {}: {e}", path.display()));
+            CredentialStore::empty()
+        }),
+        None => CredentialStore::empty(),
+    };
+    let tls = config
+        .listeners
+        .iter()
+        .map(|l| {
+            let t = l.tls.as_ref()?;
+            TlsAcceptorHandle::load(t)
+                .map_err(|e| problems.push(format!("listener {:?}: {e}", l.name)))
+                .ok()
+        })
+        .collect();
+    let principal_mapper = SslPrincipalMapper::parse(&config.security.ssl_principal_mapping_rules)
+        .map_err(|e| problems.push(format!("security.ssl_principal_mapping_rules: {e}")))
+        .ok();
+    match principal_mapper {
+        Some(mapper) if problems.is_empty() => Ok(SecurityMaterial {
+            credentials,
+            tls,
+            principal_mapper: Arc::new(mapper),
+        }),
+        _ => Err(StartupError::InvalidConfig(problems)),
+    }
+}
+
+/// Loads and checks everything, opens the backend and binds every listener; nothing is served
+/// until all of them succeed.
 pub async fn start(config: Config) -> Result<Running, StartupError> {
     config.validate()?;
+    let security = load_security_material(&config)?;
     let backend: Arc<dyn Backend> = EmbeddedBroker::open(&config).await?;
     let mut bound = Vec::new();
     for listener in &config.listeners {
@@ -43,34 +88,27 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
             }
         }
     }
-    let credentials = match &config.security.users_file {
-        Some(path) => match CredentialStore::open(path) {
-            Ok(store) => store,
-            Err(e) => {
-                backend.shutdown().await;
-                return Err(StartupError::InvalidConfig(vec![format!(
-                    "security.users_file {}: {e}",
-                    path.display()
-                )]));
-            }
-        },
-        None => CredentialStore::empty(),
-    };
-    // The users file is re-read when it changes (kgate users add/remove, or an edit).
+    let credentials = security.credentials;
+    // Files are re-read when they change: the users file (kgate users add/remove, AdminClient),
+    // certificates and keys (renewals), without dropping open connections.
     let mut background = Vec::new();
     if config.security.users_file.is_some() {
         background.push(credentials.spawn_reloader(Duration::from_secs(2)));
+    }
+    for handle in security.tls.iter().flatten() {
+        background.push(handle.spawn_reloader(Duration::from_secs(10)));
     }
     let super_users = Arc::new(config.security.super_users.clone());
     let (shutdown, stop_rx) = watch::channel(false);
     let tracker = Arc::new(ConnectionTracker::default());
     let mut listeners = Vec::new();
     let mut accept_tasks = Vec::new();
-    for b in bound {
+    for (b, tls) in bound.into_iter().zip(security.tls) {
         let (host, port) = b.config.advertised_host_port();
         info!(
             listener = %b.config.name, bind = %b.local_addr, advertised = %format!("{host}:{port}"),
-            security_protocol = b.config.security_protocol.as_str(), "listening"
+            security_protocol = b.config.security_protocol.as_str(),
+            sasl_mechanisms = ?b.config.sasl_enabled_mechanisms, "listening"
         );
         listeners.push((b.config.name.clone(), b.local_addr));
         let auth = Arc::new(AuthSettings {
@@ -81,6 +119,12 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
             failed_authentication_delay: Duration::from_millis(config.security.failed_authentication_delay_ms),
             max_receive_size: config.security.sasl_server_max_receive_size,
             max_reauth_ms: config.security.connections_max_reauth_ms,
+        });
+        let listener_security = Arc::new(ListenerSecurity {
+            tls,
+            principal_mapper: security.principal_mapper.clone(),
+            sasl: auth.is_sasl(),
+            handshake_timeout: Duration::from_secs(10),
         });
         let settings = Arc::new(SessionSettings::new(
             &*backend,
@@ -93,6 +137,7 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
             backend.clone(),
             tracker.clone(),
             settings,
+            listener_security,
             stop_rx.clone(),
         )));
     }

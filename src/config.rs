@@ -291,19 +291,50 @@ impl Config {
                 }
                 None => problems.push(format!("{who}: advertised {advertised:?} is not HOST:PORT")),
             }
-            if l.security_protocol != SecurityProtocol::Plaintext {
+            let sasl = matches!(
+                l.security_protocol,
+                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+            );
+            let tls = matches!(l.security_protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl);
+            let protocol = l.security_protocol.as_str();
+            match (&l.tls, tls) {
+                (None, true) => problems.push(format!(
+                    "{who}: security_protocol {protocol} needs a [listeners.tls] section with `cert` and `key` (kgate certs dev makes a dev set)"
+                )),
+                (Some(_), false) => problems.push(format!(
+                    "{who}: [listeners.tls] is set but security_protocol is {protocol}; use SSL or SASL_SSL, or remove the tls section"
+                )),
+                (Some(t), true) => {
+                    if t.client_auth != ClientAuth::None && t.client_ca.is_none() {
+                        problems.push(format!(
+                            "{who}: tls.client_auth = {:?} needs tls.client_ca, the CA bundle client certificates must chain to",
+                            t.client_auth
+                        ));
+                    }
+                }
+                (None, false) => {}
+            }
+            if sasl && l.sasl_enabled_mechanisms.is_empty() {
                 problems.push(format!(
-                    "{who}: security_protocol {} is not available in this build yet; use PLAINTEXT",
-                    l.security_protocol.as_str()
+                    "{who}: security_protocol {protocol} needs sasl_enabled_mechanisms, e.g. [\"SCRAM-SHA-512\", \"PLAIN\"]"
                 ));
             }
-            if !l.sasl_enabled_mechanisms.is_empty()
-                && l.security_protocol != SecurityProtocol::SaslPlaintext
-                && l.security_protocol != SecurityProtocol::SaslSsl
-            {
+            if !sasl && !l.sasl_enabled_mechanisms.is_empty() {
                 problems.push(format!(
-                    "{who}: sasl_enabled_mechanisms is set but security_protocol is {}; use SASL_PLAINTEXT or SASL_SSL",
-                    l.security_protocol.as_str()
+                    "{who}: sasl_enabled_mechanisms is set but security_protocol is {protocol}; use SASL_PLAINTEXT or SASL_SSL"
+                ));
+            }
+            for m in &l.sasl_enabled_mechanisms {
+                if !crate::security::SUPPORTED_MECHANISMS.contains(&m.as_str()) {
+                    problems.push(format!(
+                        "{who}: SASL mechanism {m:?} is not supported; kgate supports {:?} (names are case-sensitive, as in Kafka)",
+                        crate::security::SUPPORTED_MECHANISMS
+                    ));
+                }
+            }
+            if sasl && self.security.users_file.is_none() {
+                problems.push(format!(
+                    "{who}: PLAIN and SCRAM need security.users_file (create it with `kgate users add NAME --users-file FILE`)"
                 ));
             }
         }
@@ -359,6 +390,17 @@ impl Config {
                 self.network.socket_request_max_bytes,
                 i32::MAX
             ));
+        }
+        if let Err(e) =
+            crate::security::ssl_principal::SslPrincipalMapper::parse(&self.security.ssl_principal_mapping_rules)
+        {
+            problems.push(format!("security.ssl_principal_mapping_rules: {e}"));
+        }
+        if self.security.connections_max_reauth_ms < 0 {
+            problems.push("security.connections_max_reauth_ms must be >= 0 (0: sessions never expire)".into());
+        }
+        if self.security.sasl_server_max_receive_size < 64 {
+            problems.push("security.sasl_server_max_receive_size is too small for any SASL token".into());
         }
         if problems.is_empty() {
             Ok(())

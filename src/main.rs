@@ -57,6 +57,9 @@ SIGTERM or Ctrl-C stops accepting connections, finishes requests in flight, flus
     /// Manage the SASL/SCRAM users kgate authenticates (the `security.users_file`).
     #[command(subcommand)]
     Users(kgate::cli::users::UsersCommand),
+    /// Make certificates for trying TLS and mTLS (a dev CA, a server certificate, client certificates).
+    #[command(subcommand)]
+    Certs(kgate::cli::certs::CertsCommand),
     /// Check a configuration file and print every problem found, without starting anything.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Users(cmd) => kgate::cli::users::run(cmd),
+        Command::Certs(cmd) => kgate::cli::certs::run(cmd),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

@@ -4,15 +4,17 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
 use crate::backend::{Backend, RequestContext};
 use crate::config::ListenerConfig;
 use crate::error::StartupError;
-use crate::session::{Session, SessionSettings};
+use crate::security::ssl_principal::SslPrincipalMapper;
+use crate::session::{Session, SessionEnd, SessionSettings};
 
 /// Counts open connections so shutdown can wait for them to drain.
 #[derive(Default)]
@@ -90,12 +92,26 @@ pub async fn bind(config: &ListenerConfig) -> Result<BoundListener, StartupError
     })
 }
 
-/// Accepts connections until `shutdown` turns true; each connection runs its own session task.
+/// What a listener needs to secure a connection before its session starts.
+pub struct ListenerSecurity {
+    /// Present on SSL and SASL_SSL listeners.
+    pub tls: Option<tls::TlsAcceptorHandle>,
+    /// ssl.principal.mapping.rules, for client certificates on SSL listeners.
+    pub principal_mapper: Arc<SslPrincipalMapper>,
+    /// SASL listeners take the principal from SASL, not from the certificate.
+    pub sasl: bool,
+    /// A client that stalls the TLS handshake is dropped after this long.
+    pub handshake_timeout: Duration,
+}
+
+/// Accepts connections until `shutdown` turns true; each connection runs its own task (TLS
+/// handshake, then the session), so a slow client never holds up the accept loop.
 pub async fn accept_loop(
     listener: BoundListener,
     backend: Arc<dyn Backend>,
     tracker: Arc<ConnectionTracker>,
     settings: Arc<SessionSettings>,
+    security: Arc<ListenerSecurity>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = listener.config.name.clone();
@@ -110,7 +126,7 @@ pub async fn accept_loop(
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning.
                 warn!(listener = %name, "accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -120,17 +136,62 @@ pub async fn accept_loop(
             connection_id,
             listener: listener.config.clone(),
             client_addr,
-            principal: "User:ANONYMOUS".to_string(),
+            principal: ANONYMOUS.to_string(),
         };
-        let session = Session::new(stream, ctx, backend.clone(), settings.clone());
-        let stop = shutdown.clone();
-        let listener_name = name.clone();
+        let (backend, settings, security, stop) =
+            (backend.clone(), settings.clone(), security.clone(), shutdown.clone());
         tokio::spawn(async move {
-            debug!(listener = %listener_name, client = %client_addr, connection_id, "connection opened");
-            let end = session.run(stop).await;
-            debug!(listener = %listener_name, client = %client_addr, connection_id, ?end, "connection closed");
+            debug!(listener = %ctx.listener.name, client = %client_addr, connection_id, "connection opened");
+            let end = serve_connection(stream, ctx, backend, settings, &security, stop).await;
+            debug!(client = %client_addr, connection_id, ?end, "connection closed");
             drop(guard);
         });
     }
     info!(listener = %name, "stopped accepting connections");
+}
+
+const ANONYMOUS: &str = "User:ANONYMOUS";
+
+async fn serve_connection(
+    stream: TcpStream,
+    mut ctx: RequestContext,
+    backend: Arc<dyn Backend>,
+    settings: Arc<SessionSettings>,
+    security: &ListenerSecurity,
+    stop: watch::Receiver<bool>,
+) -> Option<SessionEnd> {
+    let Some(tls) = &security.tls else {
+        return Some(Session::new(stream, ctx, backend, settings).run(stop).await);
+    };
+    let client = ctx.client_addr;
+    let listener = ctx.listener.name.clone();
+    let stream = match tokio::time::timeout(security.handshake_timeout, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            // Plaintext Kafka bytes on a TLS port end here too ("corrupt message" / "not a handshake").
+            info!(%client, %listener, "TLS handshake failed: {e}");
+            return None;
+        }
+        Err(_) => {
+            info!(%client, %listener, "TLS handshake did not finish within {:?}; closing", security.handshake_timeout);
+            return None;
+        }
+    };
+    if !security.sasl {
+        // SSL listener: the principal comes from the client certificate (Kafka's
+        // DefaultKafkaPrincipalBuilder): none sent → ANONYMOUS; no mapping rule applies → refused.
+        if let Some(dn) = tls::peer_subject_dn(stream.get_ref().1) {
+            match security.principal_mapper.map(&dn) {
+                Ok(name) => {
+                    ctx.principal = format!("User:{name}");
+                    info!(principal = %ctx.principal, %client, %listener, "authenticated with a client certificate");
+                }
+                Err(e) => {
+                    info!(%client, %listener, "Failed authentication with {} ({e})", client.ip());
+                    return Some(SessionEnd::AuthenticationFailed);
+                }
+            }
+        }
+    }
+    Some(Session::new(stream, ctx, backend, settings).run(stop).await)
 }

@@ -14,7 +14,8 @@
 //!   fails for a token it does not know; kgate has no delegation tokens.
 //! * A non-empty authzid must equal the user name (compared with the undecoded authzid, as Kafka does).
 //! * Server nonce: 26 characters of [0-9a-z] appended to the client nonce.
-//! * The final nonce must equal the combined nonce; the proof is checked in constant time.
+//! * The final nonce must end with the combined nonce (Kafka 3.x; old librdkafka prefixes its own
+//!   nonce); the proof is checked in constant time.
 //! * AuthMessage is rebuilt like Kafka's: `n=<saslname>,r=<nonce>[,ext...]` (no `m=`), the server-first
 //!   message, and `c=<base64 of decoded c>,r=<nonce>` (client-final extensions left out).
 //! * Errors are never sent as `e=`. Which failures show the client a specific text and which the
@@ -135,7 +136,10 @@ impl ScramServer {
         let mech = self.mechanism;
         let text = String::from_utf8_lossy(token);
         let last = ClientFinal::parse(&text).map_err(|r| self.generic(format!("invalid client-final message: {r}")))?;
-        if last.nonce != exchange.combined_nonce {
+        // Kafka 2.x/3.x check `endsWith(combined nonce)`, and librdkafka before 2.1 (Debian's kcat)
+        // sends its own nonce in front of the combined one; equality would lock those clients out.
+        // The server's random part must still be there, and the proof covers the nonce as sent.
+        if !last.nonce.ends_with(&exchange.combined_nonce) {
             return Err(self.generic("Invalid client nonce in the final client message."));
         }
         if last.channel_binding != exchange.gs2_header.as_bytes() {
@@ -658,9 +662,16 @@ mod tests {
 
         let (mut server, _, server_first) = after_first(&store, mech);
         let combined = &server_first[2..server_first.find(',').expect(",")];
-        // A nonce that ends with the combined one (Kafka's old endsWith check accepted this).
-        let bad = format!("c=biws,r=x{combined},p={}", b64(&[0; 32]));
-        let f = generic_failure(server.step(bad.as_bytes()), mech);
+        // A nonce that ends with the combined one passes the nonce check as in Kafka (old librdkafka
+        // sends one), and then stands or falls by its proof.
+        let prefixed = format!("c=biws,r=x{combined},p={}", b64(&[0; 32]));
+        let f = generic_failure(server.step(prefixed.as_bytes()), mech);
+        assert_ne!(f.log_reason, "Invalid client nonce in the final client message.");
+        // The combined nonce with something after it is not accepted.
+        let (mut server, _, server_first) = after_first(&store, mech);
+        let combined = &server_first[2..server_first.find(',').expect(",")];
+        let suffixed = format!("c=biws,r={combined}x,p={}", b64(&[0; 32]));
+        let f = generic_failure(server.step(suffixed.as_bytes()), mech);
         assert_eq!(f.log_reason, "Invalid client nonce in the final client message.");
     }
 
