@@ -129,7 +129,7 @@ def table(res, sizes, rate, meta):
     rows = []
 
     def row(metric, size, kv, tv, digits=0, better="higher"):
-        ratio = f"{kv / tv:.2f}" if kv is not None and tv else "n/a"
+        ratio = f"{kv / tv:.3g}" if kv is not None and tv else "n/a"
         rows.append(f"| {metric} | {size} | {fmt(kv, digits)} | {fmt(tv, digits)} | {ratio} ({better} is better) |")
 
     for s in sizes:
@@ -185,7 +185,7 @@ def main():
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.release()}",
             "client": f"{confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]})",
-            "kgate": rev.stdout.strip() or "?", "tansu": (tv.stdout.strip() or "0.6.0"),
+            "kgate": rev.stdout.strip() or "?", "tansu": (tv.stdout.strip().removeprefix("tansu ") or "0.6.0"),
             "counts": counts, "lat_n": a.lat_n}
     md = table(res, sizes, a.rate, meta)
     out = Path(a.out)
