@@ -72,6 +72,13 @@ fn load_security_material(config: &Config) -> Result<SecurityMaterial, StartupEr
     }
 }
 
+/// Everything `start` checks before touching the data directory or binding a port: the config
+/// itself and the files it points at (`kgate check-config`).
+pub fn check(config: &Config) -> Result<(), StartupError> {
+    config.validate()?;
+    load_security_material(config).map(|_| ())
+}
+
 /// Loads and checks everything, opens the backend and binds every listener; nothing is served
 /// until all of them succeed.
 pub async fn start(config: Config) -> Result<Running, StartupError> {

@@ -115,8 +115,8 @@ fn main() -> ExitCode {
         }
         Command::Users(cmd) => kgate::cli::users::run(cmd),
         Command::Certs(cmd) => kgate::cli::certs::run(cmd),
-        Command::CheckConfig { config } => match Config::load(&config) {
-            Ok(_) => {
+        Command::CheckConfig { config } => match Config::load(&config).and_then(|c| kgate::app::check(&c)) {
+            Ok(()) => {
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
             }

@@ -213,21 +213,6 @@ def test_huge_array_length_is_rejected(guarded, name):
     guarded.assert_alive()
 
 
-@pytest.mark.parametrize("name", sorted(HUGE_ARRAY_REQUESTS))
-def test_huge_array_length_under_address_space_limit(kgate_factory, name):
-    # The same requests with kgate limited to 8 GiB of address space (`ulimit -v`; the same effect as
-    # vm.overcommit_memory=2): it must not depend on the kernel letting it reserve ~150 GB it never uses.
-    k = kgate_factory(rlimit_as=8 << 30)
-    key, ver, body = HUGE_ARRAY_REQUESTS[name]
-    s = raw_connect(k.bootstrap)
-    s.sendall(request_frame(key, ver, 31, body=body))
-    assert_closed_by_server(s, what=f"{name} with an array length of {HUGE}")
-    s.close()
-    time.sleep(0.3)
-    k.assert_alive()
-    fresh_client_roundtrip(k.bootstrap, "after-huge-array")
-
-
 def test_garbage_on_many_connections_at_once(guarded):
     socks = []
     try:

@@ -143,6 +143,7 @@ pub fn handle_describe_cluster(
 
 /// Key types of FindCoordinator (FindCoordinatorRequest.CoordinatorType).
 const GROUP: i8 = 0;
+const TRANSACTION: i8 = 1;
 
 pub fn handle_find_coordinator(
     id: &ClusterIdentity,
@@ -152,13 +153,15 @@ pub fn handle_find_coordinator(
 ) -> FindCoordinatorResponse {
     let (host, port) = advertised(ctx);
     let refused = req.key_type != GROUP;
-    let code = if refused {
-        ResponseError::CoordinatorNotAvailable.code()
-    } else {
-        0
+    // Transactions are refused with a non-retriable error, so a transactional producer fails at
+    // once ("not authorized for this transactional id") instead of retrying until its timeout.
+    let code = match req.key_type {
+        GROUP => 0,
+        TRANSACTION => ResponseError::TransactionalIdAuthorizationFailed.code(),
+        _ => ResponseError::CoordinatorNotAvailable.code(),
     };
-    let message =
-        refused.then(|| StrBytes::from_static_str("kgate's embedded broker has no transaction or share coordinator"));
+    let message = refused
+        .then(|| StrBytes::from_static_str("kgate's embedded broker does not support transactions or share groups"));
     if version < 4 {
         let response = FindCoordinatorResponse::default()
             .with_error_code(code)
