@@ -15,7 +15,7 @@ import json
 import sys
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -80,16 +80,20 @@ def consume_throughput(bootstrap, topic, n, size):
     c.assign([TopicPartition(topic, 0, 0)])
     got, nbytes, t_first, errors = 0, 0, None, 0
     deadline = time.monotonic() + 600
+    # Per-message work stays in C (map over method descriptors): a Python loop over every record
+    # caps this client near 200k msg/s, which would measure the client, not the server.
     while got < n and time.monotonic() < deadline:
-        for m in c.consume(10000, 1.0):
-            if m.error():
-                if m.error().code() != KafkaError._PARTITION_EOF:
-                    errors += 1
-                continue
-            if t_first is None:
-                t_first = time.perf_counter()
-            got += 1
-            nbytes += len(m.value())
+        msgs = c.consume(10000, 1.0)
+        if not msgs:
+            continue
+        if any(map(Message.error, msgs)):
+            bad = [m for m in msgs if m.error()]
+            errors += sum(1 for m in bad if m.error().code() != KafkaError._PARTITION_EOF)
+            msgs = [m for m in msgs if not m.error()]
+        if t_first is None and msgs:
+            t_first = time.perf_counter()
+        got += len(msgs)
+        nbytes += sum(map(len, map(Message.value, msgs)))
     dt = time.perf_counter() - (t_first or time.perf_counter())
     c.close()
     return {"records": got, "seconds": dt, "msg_s": got / dt if dt else 0.0, "mb_s": nbytes / dt / 1e6 if dt else 0.0,

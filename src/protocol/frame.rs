@@ -1,5 +1,5 @@
 //! Length-prefixed frames: a 4-byte big-endian size, then that many bytes.
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +43,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max_size: usize) -
     if want > max_size {
         return Err(FrameError::TooLarge { size, max: max_size });
     }
-    let mut body = BytesMut::zeroed(want);
-    let mut got = 0;
-    while got < want {
-        let n = reader.read(&mut body[got..]).await?;
+    // read_buf fills spare capacity without zeroing it first (a measurable cost on 1 MiB batches).
+    let mut body = BytesMut::with_capacity(want);
+    while body.len() < want {
+        let missing = want - body.len();
+        let n = reader.read_buf(&mut (&mut body).limit(missing)).await?;
         if n == 0 {
-            return Err(FrameError::Truncated { got, want });
+            return Err(FrameError::Truncated { got: body.len(), want });
         }
-        got += n;
     }
     Ok(Some(body.freeze()))
 }
