@@ -17,6 +17,33 @@ pub struct Config {
     pub broker: BrokerConfig,
     pub network: NetworkConfig,
     pub security: SecurityConfig,
+    /// GSSAPI (Kerberos) settings; required when a listener enables GSSAPI.
+    pub kerberos: Option<KerberosConfig>,
+}
+
+/// The broker side of Kerberos, named after Kafka's sasl.kerberos.* settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KerberosConfig {
+    /// Keytab holding `service_name/<advertised host>@REALM` for every GSSAPI listener.
+    pub keytab: PathBuf,
+    /// sasl.kerberos.service.name: the first component of the service principal clients ask for.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// krb5.conf to use; otherwise the usual KRB5_CONFIG / /etc/krb5.conf lookup.
+    #[serde(default)]
+    pub krb5_conf: Option<PathBuf>,
+    /// sasl.kerberos.principal.to.local.rules, first match wins.
+    #[serde(default = "default_principal_to_local_rules")]
+    pub principal_to_local_rules: Vec<String>,
+}
+
+fn default_service_name() -> String {
+    "kafka".into()
+}
+
+fn default_principal_to_local_rules() -> Vec<String> {
+    vec!["DEFAULT".into()]
 }
 
 impl Default for Config {
@@ -27,6 +54,7 @@ impl Default for Config {
             broker: BrokerConfig::default(),
             network: NetworkConfig::default(),
             security: SecurityConfig::default(),
+            kerberos: None,
         }
     }
 }
