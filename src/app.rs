@@ -126,6 +126,7 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
             failed_authentication_delay: Duration::from_millis(config.security.failed_authentication_delay_ms),
             max_receive_size: config.security.sasl_server_max_receive_size,
             max_reauth_ms: config.security.connections_max_reauth_ms,
+            gssapi: None,
         });
         let listener_security = Arc::new(ListenerSecurity {
             tls,

@@ -19,6 +19,11 @@ pub trait SaslServer: Send {
     /// One client token in, one server token out. After `Complete` (or any failure) the exchange is
     /// over: later calls fail with [`FailureKind::NoResponse`].
     fn step(&mut self, client_token: &[u8]) -> Result<SaslStep, SaslFailure>;
+    /// The identity the mechanism proved before it was mapped to a user name (the Kerberos
+    /// principal for GSSAPI), for the authentication log. None where it is the user name itself.
+    fn authenticated_identity(&self) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,7 +38,12 @@ pub struct AuthSettings {
     pub max_receive_size: usize,
     /// connections.max.reauth.ms (0: sessions do not expire)
     pub max_reauth_ms: i64,
+    /// Makes GSSAPI servers for this listener (its acceptor principal and short-name rules);
+    /// None when the listener does not enable GSSAPI.
+    pub gssapi: Option<GssapiFactory>,
 }
+
+pub type GssapiFactory = Arc<dyn Fn() -> Box<dyn SaslServer> + Send + Sync>;
 
 impl AuthSettings {
     pub fn is_sasl(&self) -> bool {
@@ -46,6 +51,17 @@ impl AuthSettings {
             self.protocol,
             SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
         )
+    }
+
+    /// A server for an enabled mechanism (exact, case-sensitive match as in Kafka).
+    fn new_server(&self, mechanism: &str) -> Option<Box<dyn SaslServer>> {
+        if !self.mechanisms.iter().any(|m| m == mechanism) {
+            return None;
+        }
+        if mechanism == "GSSAPI" {
+            return self.gssapi.as_ref().map(|make| make());
+        }
+        new_server(mechanism, self.credentials.clone())
     }
 }
 
@@ -90,6 +106,8 @@ pub struct Authenticator {
     mechanism: String,
     session_expiry: Option<Instant>,
     reauth_started: Option<Instant>,
+    /// The legacy GSSAPI framing is recognised on the very first packet only.
+    first_packet: bool,
 }
 
 const REAUTH_MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -111,6 +129,7 @@ impl Authenticator {
             mechanism: String::new(),
             session_expiry: None,
             reauth_started: None,
+            first_packet: true,
         }
     }
 
@@ -139,13 +158,21 @@ impl Authenticator {
         if let State::Authenticate { raw: true, .. } = self.state {
             return self.raw_token(&frame);
         }
-        let request = match decode_request_header(frame) {
+        let first_packet = std::mem::replace(&mut self.first_packet, false);
+        let request = match decode_request_header(frame.clone()) {
             Ok(r) => r,
-            Err(e) if matches!(self.state, State::HandshakeOrVersions) => {
-                // Kafka would try a legacy (0.9) GSSAPI token here when GSSAPI is enabled.
-                return AuthOutcome::Close(format!(
-                    "Exception handling first SASL packet from client, GSSAPI is not supported by server ({e})"
-                ));
+            Err(e) if first_packet && matches!(self.state, State::HandshakeOrVersions) => {
+                // Kafka 0.9 clients start GSSAPI with a raw token, no Kafka header (SaslServerAuthenticator's
+                // INITIAL_REQUEST state).
+                return match self.settings.new_server("GSSAPI") {
+                    Some(server) => {
+                        self.state = State::Authenticate { server, raw: true };
+                        self.raw_token(&frame)
+                    }
+                    None => AuthOutcome::Close(format!(
+                        "Exception handling first SASL packet from client, GSSAPI is not supported by server ({e})"
+                    )),
+                };
             }
             Err(e) => return AuthOutcome::Close(e.to_string()),
         };
@@ -215,10 +242,7 @@ impl Authenticator {
     }
 
     fn start_mechanism(&self, mechanism: &str) -> Option<Box<dyn SaslServer>> {
-        if !self.settings.mechanisms.iter().any(|m| m == mechanism) {
-            return None;
-        }
-        new_server(mechanism, self.settings.credentials.clone())
+        self.settings.new_server(mechanism)
     }
 
     fn handshake_response(&self, error_code: i16) -> SaslHandshakeResponse {
@@ -244,7 +268,7 @@ impl Authenticator {
             }
             Ok(SaslStep::Complete { reply, user }) => {
                 // Legacy clients cannot re-authenticate; the session still expires (Kafka records it too).
-                self.complete(server.mechanism(), user, Instant::now(), false);
+                self.complete(&*server, user, Instant::now(), false);
                 AuthOutcome::Reply(raw_frame(&reply))
             }
             // v0 framing has no error field: the connection is just closed.
@@ -293,7 +317,7 @@ impl Authenticator {
                 )
             }
             Ok(SaslStep::Complete { reply, user }) => {
-                let lifetime = self.complete(server.mechanism(), user, now, false);
+                let lifetime = self.complete(&*server, user, now, false);
                 let response = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(reply));
                 self.reply(&request, &with_lifetime(response, lifetime, request.version))
             }
@@ -317,7 +341,7 @@ impl Authenticator {
                         reason: format!("Unsupported SASL mechanism {requested} for re-authentication"),
                     };
                 }
-                let server = (requested == self.mechanism).then(|| new_server(&requested, self.settings.credentials.clone())).flatten();
+                let server = (requested == self.mechanism).then(|| self.settings.new_server(&requested)).flatten();
                 self.reauth_started = Some(now);
                 self.state = State::Reauthenticate { server, requested };
                 self.reply(&request, &self.handshake_response(0))
@@ -396,7 +420,7 @@ impl Authenticator {
                         reason: message,
                     };
                 }
-                let lifetime = self.complete(server.mechanism(), user, now, true);
+                let lifetime = self.complete(&*server, user, now, true);
                 let response = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(reply));
                 self.reply(&request, &with_lifetime(response, lifetime, request.version))
             }
@@ -405,16 +429,23 @@ impl Authenticator {
     }
 
     /// Records a completed authentication; returns the session lifetime (0: none).
-    fn complete(&mut self, mechanism: &str, user: String, now: Instant, reauth: bool) -> i64 {
+    fn complete(&mut self, server: &dyn SaslServer, user: String, now: Instant, reauth: bool) -> i64 {
+        let mechanism = server.mechanism();
         self.principal = format!("User:{user}");
         self.mechanism = mechanism.to_string();
         self.state = State::Complete;
         let lifetime = self.settings.max_reauth_ms.max(0);
         self.session_expiry = (lifetime > 0).then(|| now + Duration::from_millis(lifetime as u64));
-        info!(
-            principal = %self.principal, mechanism, listener = %self.settings.listener, client = %self.client,
-            reauthentication = reauth, session_lifetime_ms = lifetime, "authenticated"
-        );
+        match server.authenticated_identity() {
+            Some(identity) => info!(
+                principal = %self.principal, %identity, mechanism, listener = %self.settings.listener,
+                client = %self.client, reauthentication = reauth, session_lifetime_ms = lifetime, "authenticated"
+            ),
+            None => info!(
+                principal = %self.principal, mechanism, listener = %self.settings.listener, client = %self.client,
+                reauthentication = reauth, session_lifetime_ms = lifetime, "authenticated"
+            ),
+        }
         lifetime
     }
 

@@ -72,6 +72,7 @@ fn start(protocol: SecurityProtocol, reauth_ms: i64) -> Harness {
         failed_authentication_delay: DELAY,
         max_receive_size: 4096,
         max_reauth_ms: reauth_ms,
+        gssapi: None,
     };
     let backend = Arc::new(PrincipalEcho {
         versions: VersionTable::from_rows(&[(ApiKey::ApiVersions, 0, 3), (ApiKey::Metadata, 0, 12)]),

@@ -82,6 +82,7 @@ fn plaintext_auth() -> AuthSettings {
         failed_authentication_delay: Duration::from_millis(100),
         max_receive_size: 524_288,
         max_reauth_ms: 0,
+        gssapi: None,
     }
 }
 
