@@ -8,6 +8,7 @@
 //! `ScramControlManager.java`, `ScramImage.java`. Each module lists what it matches and where it differs.
 pub mod credentials;
 mod crypto;
+pub mod kerberos_name;
 pub mod mechanism;
 pub mod plain;
 pub mod scram;
