@@ -1,3 +1,4 @@
 //! Subcommands of the `kgate` binary that are library code so they can be tested.
 pub mod certs;
+pub mod principal;
 pub mod users;
