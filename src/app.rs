@@ -10,12 +10,17 @@ use tracing::{info, warn};
 use crate::backend::embedded::EmbeddedBroker;
 use crate::backend::Backend;
 use crate::config::Config;
+use crate::config::{KerberosConfig, ListenerConfig};
 use crate::error::StartupError;
 use crate::listener::tls::TlsAcceptorHandle;
 use crate::listener::{accept_loop, bind, ConnectionTracker, ListenerSecurity};
 use crate::security::credentials::CredentialStore;
+use crate::security::gssapi::{GssapiAcceptor, GssapiServer, ShortNamer};
+use crate::security::kerberos_name::{KerberosName, KerberosShortNamer};
+use crate::security::mechanism::SaslServer;
 use crate::security::ssl_principal::SslPrincipalMapper;
 use crate::session::auth::AuthSettings;
+use crate::session::auth::GssapiFactory;
 use crate::session::SessionSettings;
 
 /// A started kgate: listeners bound and accepting.
@@ -38,6 +43,8 @@ struct SecurityMaterial {
     /// One entry per listener, in config order.
     tls: Vec<Option<TlsAcceptorHandle>>,
     principal_mapper: Arc<SslPrincipalMapper>,
+    /// One entry per listener: GSSAPI servers for its advertised host, when it enables GSSAPI.
+    gssapi: Vec<Option<GssapiFactory>>,
 }
 
 fn load_security_material(config: &Config) -> Result<SecurityMaterial, StartupError> {
@@ -62,14 +69,50 @@ fn load_security_material(config: &Config) -> Result<SecurityMaterial, StartupEr
     let principal_mapper = SslPrincipalMapper::parse(&config.security.ssl_principal_mapping_rules)
         .map_err(|e| problems.push(format!("security.ssl_principal_mapping_rules: {e}")))
         .ok();
+    let gssapi = config
+        .listeners
+        .iter()
+        .map(|l| {
+            let kerberos = config
+                .kerberos
+                .as_ref()
+                .filter(|_| l.sasl_enabled_mechanisms.iter().any(|m| m == "GSSAPI"))?;
+            gssapi_factory(kerberos, l)
+                .map_err(|e| problems.push(format!("listener {:?}: {e}", l.name)))
+                .ok()
+        })
+        .collect();
     match principal_mapper {
         Some(mapper) if problems.is_empty() => Ok(SecurityMaterial {
             credentials,
             tls,
             principal_mapper: Arc::new(mapper),
+            gssapi,
         }),
         _ => Err(StartupError::InvalidConfig(problems)),
     }
+}
+
+/// The GSSAPI acceptor of a listener: clients ask the KDC for `<service_name>/<the host they dialled>`,
+/// which is the advertised host, so that is the principal the keytab must hold.
+fn gssapi_factory(kerberos: &KerberosConfig, listener: &ListenerConfig) -> Result<GssapiFactory, String> {
+    let (host, _) = listener.advertised_host_port();
+    let service_principal = format!("{}/{host}", kerberos.service_name);
+    let acceptor = Arc::new(GssapiAcceptor::new(kerberos, &service_principal)?);
+    // Short names follow sasl.kerberos.principal.to.local.rules; DEFAULT uses the realm of the
+    // service principal as the default realm.
+    let realm = acceptor.principal().rsplit_once('@').map(|(_, r)| r.to_string());
+    let namer = KerberosShortNamer::parse(&kerberos.principal_to_local_rules, realm.as_deref())
+        .map_err(|e| format!("kerberos.principal_to_local_rules: {e}"))?;
+    let namer = Arc::new(namer);
+    let short_namer: ShortNamer = Arc::new(move |principal: &str| {
+        let name = KerberosName::parse(principal)?;
+        namer.short_name(&name)
+    });
+    tracing::info!(listener = %listener.name, principal = %acceptor.principal(), "GSSAPI acceptor ready");
+    Ok(Arc::new(move || {
+        Box::new(GssapiServer::new(acceptor.clone(), short_namer.clone())) as Box<dyn SaslServer>
+    }))
 }
 
 /// Everything `start` checks before touching the data directory or binding a port: the config
@@ -110,7 +153,7 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
     let tracker = Arc::new(ConnectionTracker::default());
     let mut listeners = Vec::new();
     let mut accept_tasks = Vec::new();
-    for (b, tls) in bound.into_iter().zip(security.tls) {
+    for ((b, tls), gssapi) in bound.into_iter().zip(security.tls).zip(security.gssapi) {
         let (host, port) = b.config.advertised_host_port();
         info!(
             listener = %b.config.name, bind = %b.local_addr, advertised = %format!("{host}:{port}"),
@@ -126,7 +169,7 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
             failed_authentication_delay: Duration::from_millis(config.security.failed_authentication_delay_ms),
             max_receive_size: config.security.sasl_server_max_receive_size,
             max_reauth_ms: config.security.connections_max_reauth_ms,
-            gssapi: None,
+            gssapi,
         });
         let listener_security = Arc::new(ListenerSecurity {
             tls,

@@ -353,14 +353,21 @@ impl Config {
                 ));
             }
             for m in &l.sasl_enabled_mechanisms {
-                if !crate::security::SUPPORTED_MECHANISMS.contains(&m.as_str()) {
+                if m == "GSSAPI" {
+                    if self.kerberos.is_none() {
+                        problems.push(format!(
+                            "{who}: GSSAPI needs a [kerberos] section with the keytab that holds kafka/<advertised host>@REALM"
+                        ));
+                    }
+                } else if !crate::security::SUPPORTED_MECHANISMS.contains(&m.as_str()) {
                     problems.push(format!(
-                        "{who}: SASL mechanism {m:?} is not supported; kgate supports {:?} (names are case-sensitive, as in Kafka)",
+                        "{who}: SASL mechanism {m:?} is not supported; kgate supports GSSAPI and {:?} (names are case-sensitive, as in Kafka)",
                         crate::security::SUPPORTED_MECHANISMS
                     ));
                 }
             }
-            if sasl && self.security.users_file.is_none() {
+            let needs_users = l.sasl_enabled_mechanisms.iter().any(|m| m != "GSSAPI");
+            if needs_users && self.security.users_file.is_none() {
                 problems.push(format!(
                     "{who}: PLAIN and SCRAM need security.users_file (create it with `kgate users add NAME --users-file FILE`)"
                 ));

@@ -60,6 +60,9 @@ SIGTERM or Ctrl-C stops accepting connections, finishes requests in flight, flus
     /// Make certificates for trying TLS and mTLS (a dev CA, a server certificate, client certificates).
     #[command(subcommand)]
     Certs(kgate::cli::certs::CertsCommand),
+    /// Kerberos principal names: what sasl.kerberos.principal.to.local rules make of a principal.
+    #[command(subcommand)]
+    Principal(kgate::cli::principal::PrincipalCommand),
     /// Check a configuration file and print every problem found, without starting anything.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         }
         Command::Users(cmd) => kgate::cli::users::run(cmd),
         Command::Certs(cmd) => kgate::cli::certs::run(cmd),
+        Command::Principal(cmd) => kgate::cli::principal::run(cmd),
         Command::CheckConfig { config } => match Config::load(&config).and_then(|c| kgate::app::check(&c)) {
             Ok(()) => {
                 println!("{}: ok", config.display());

@@ -460,6 +460,10 @@ impl SaslServer for GssapiServer {
         Self::MECHANISM
     }
 
+    fn authenticated_identity(&self) -> Option<String> {
+        self.kerberos_principal()
+    }
+
     fn step(&mut self, token: &[u8]) -> Result<SaslStep, SaslFailure> {
         let result = match self.state {
             State::Accepting => self.accept(token),

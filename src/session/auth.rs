@@ -269,7 +269,13 @@ impl Authenticator {
             Ok(SaslStep::Complete { reply, user }) => {
                 // Legacy clients cannot re-authenticate; the session still expires (Kafka records it too).
                 self.complete(&*server, user, Instant::now(), false);
-                AuthOutcome::Reply(raw_frame(&reply))
+                // Kafka sends a raw reply whenever the SASL server returns one: PLAIN returns an
+                // empty one (a zero length goes out), GSSAPI's last step returns none (nothing goes out).
+                if reply.is_empty() && server.mechanism() == "GSSAPI" {
+                    AuthOutcome::Reply(BytesMut::new())
+                } else {
+                    AuthOutcome::Reply(raw_frame(&reply))
+                }
             }
             // v0 framing has no error field: the connection is just closed.
             Err(f) => AuthOutcome::Fail {
