@@ -143,14 +143,21 @@ impl Authenticator {
         matches!(self.state, State::Authenticate { .. } | State::Reauthenticate { .. })
     }
 
+    /// True until a SASL client's first authentication completes.
+    pub fn is_authenticating(&self) -> bool {
+        matches!(
+            self.state,
+            State::HandshakeOrVersions | State::Handshake | State::Authenticate { .. }
+        )
+    }
+
     /// The largest frame accepted now: sasl.server.max.receive.size until the first
     /// authentication completes.
     pub fn max_frame_size(&self, normal: usize) -> usize {
-        match self.state {
-            State::HandshakeOrVersions | State::Handshake | State::Authenticate { .. } => {
-                self.settings.max_receive_size.min(normal)
-            }
-            _ => normal,
+        if self.is_authenticating() {
+            self.settings.max_receive_size.min(normal)
+        } else {
+            normal
         }
     }
 
@@ -294,12 +301,16 @@ impl Authenticator {
         now: Instant,
     ) -> AuthOutcome {
         if request.api_key != ApiKey::SaslAuthenticate {
-            let reply = (request.api_key == ApiKey::SaslHandshake).then(|| {
-                self.encode(
+            // Kafka answers with that request's own error response (ILLEGAL_SASL_STATE), then closes.
+            let illegal = ResponseError::IllegalSaslState.code();
+            let reply = match request.api_key {
+                ApiKey::SaslHandshake => Some(self.encode(&request, &self.handshake_response(illegal))),
+                ApiKey::ApiVersions if versions.supports(ApiKey::ApiVersions, request.version) => Some(self.encode(
                     &request,
-                    &self.handshake_response(ResponseError::IllegalSaslState.code()),
-                )
-            });
+                    &kafka_protocol::messages::ApiVersionsResponse::default().with_error_code(illegal),
+                )),
+                _ => None,
+            };
             return AuthOutcome::Fail {
                 reply,
                 reason: format!(
@@ -416,9 +427,11 @@ impl Authenticator {
             Ok(SaslStep::Complete { reply, user }) => {
                 let principal = format!("User:{user}");
                 if principal != self.principal {
+                    // Kafka prints the principals as type.name here (SaslServerAuthenticator).
                     let message = format!(
-                        "Cannot change principals during re-authentication from {}: {principal}",
-                        self.principal
+                        "Cannot change principals during re-authentication from {}: {}",
+                        self.principal.replacen(':', ".", 1),
+                        principal.replacen(':', ".", 1)
                     );
                     let reply = self.encode(&request, &authentication_failed(&message));
                     return AuthOutcome::Fail {

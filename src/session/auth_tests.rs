@@ -293,8 +293,20 @@ async fn legacy_v0_failure_closes_without_an_error() {
 #[tokio::test]
 async fn frames_above_the_sasl_receive_size_close_before_authentication() {
     let mut h = start(SecurityProtocol::SaslPlaintext, 0);
+    let started = Instant::now();
     h.client.write_all(&5000i32.to_be_bytes()).await.unwrap();
-    assert_eq!(h.expect_closed().await, SessionEnd::ProtocolViolation);
+    // An authentication failure: closed after the failed-authentication delay, as Kafka does.
+    assert_eq!(h.expect_closed().await, SessionEnd::AuthenticationFailed);
+    assert!(started.elapsed() >= DELAY);
+}
+
+#[tokio::test]
+async fn other_requests_mid_authentication_get_illegal_sasl_state_then_close() {
+    let mut h = start(SecurityProtocol::SaslPlaintext, 0);
+    assert_eq!(h.handshake("PLAIN", 1).await.error_code, 0);
+    let r: ApiVersionsResponse = h.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await;
+    assert_eq!((r.error_code, r.api_keys.len()), (34, 0));
+    assert_eq!(h.expect_closed().await, SessionEnd::AuthenticationFailed);
 }
 
 #[tokio::test]
@@ -337,7 +349,7 @@ async fn reauthentication_cannot_change_the_principal() {
     assert_eq!(auth.error_code, 58);
     assert_eq!(
         auth.error_message.as_ref().map(|m| m.as_str()),
-        Some("Cannot change principals during re-authentication from User:alice: User:bob")
+        Some("Cannot change principals during re-authentication from User.alice: User.bob")
     );
     assert_eq!(h.expect_closed().await, SessionEnd::AuthenticationFailed);
 }

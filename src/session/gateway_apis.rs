@@ -6,6 +6,7 @@
 //! only `security.super_users` hold those rights.
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+use kafka_protocol::messages::describe_user_scram_credentials_response::DescribeUserScramCredentialsResult;
 use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey, DescribeUserScramCredentialsRequest,
     DescribeUserScramCredentialsResponse,
@@ -47,11 +48,20 @@ pub fn answer(
                 describe_user_scram_credentials(credentials, req)
             } else {
                 tracing::info!(principal, "DescribeUserScramCredentials refused: not a super user");
+                // As KafkaApis: CLUSTER_AUTHORIZATION_FAILED at the top and for every user asked about.
+                let results = req
+                    .users
+                    .iter()
+                    .flatten()
+                    .map(|u| {
+                        DescribeUserScramCredentialsResult::default()
+                            .with_user(u.name.clone())
+                            .with_error_code(denied.code())
+                    })
+                    .collect();
                 DescribeUserScramCredentialsResponse::default()
                     .with_error_code(denied.code())
-                    .with_error_message(Some(StrBytes::from_static_str(
-                        "Cluster authorization failed: only super users may describe SCRAM credentials",
-                    )))
+                    .with_results(results)
             };
             encode_response_body(&response, request.version)
         }

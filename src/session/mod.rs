@@ -113,6 +113,17 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                     debug!(error = %e, "read failed; client gone");
                     break SessionEnd::ClientClosed;
                 }
+                Err(e) if self.auth.is_authenticating() => {
+                    // Kafka: "Failing SASL authentication due to invalid receive size", closed after the
+                    // failed-authentication delay like any other authentication failure.
+                    info!(
+                        client = %self.ctx.client_addr, listener = %self.ctx.listener.name,
+                        "Failed authentication with {} (invalid receive size during SASL authentication: {e})",
+                        self.ctx.client_addr.ip()
+                    );
+                    tokio::time::sleep(self.settings.auth.failed_authentication_delay).await;
+                    break SessionEnd::AuthenticationFailed;
+                }
                 Err(e) => {
                     info!(client = %self.ctx.client_addr, listener = %self.ctx.listener.name, "closing connection: {e}");
                     break SessionEnd::ProtocolViolation;
