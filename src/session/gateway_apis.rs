@@ -48,19 +48,21 @@ pub fn answer(
                 describe_user_scram_credentials(credentials, req)
             } else {
                 tracing::info!(principal, "DescribeUserScramCredentials refused: not a super user");
-                // As KafkaApis: CLUSTER_AUTHORIZATION_FAILED at the top and for every user asked about.
+                // As KafkaApis (DescribeUserScramCredentialsRequest.getErrorResponse): CLUSTER_AUTHORIZATION_FAILED
+                // with a null message at the top and for each user asked about, user names left empty.
                 let results = req
                     .users
                     .iter()
                     .flatten()
-                    .map(|u| {
+                    .map(|_| {
                         DescribeUserScramCredentialsResult::default()
-                            .with_user(u.name.clone())
                             .with_error_code(denied.code())
+                            .with_error_message(None)
                     })
                     .collect();
                 DescribeUserScramCredentialsResponse::default()
                     .with_error_code(denied.code())
+                    .with_error_message(None)
                     .with_results(results)
             };
             encode_response_body(&response, request.version)
