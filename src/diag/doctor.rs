@@ -448,8 +448,13 @@ fn krb5_conf_step(
                     }
                 )
             };
+            let via = if *key == host {
+                String::new()
+            } else {
+                format!(" (through {key})")
+            };
             problems.push(format!(
-                "[domain_realm] maps {host} (via {key}) to {realm}, but the client's realm is {home}: clients ask for \
+                "[domain_realm] maps {host}{via} to {realm}, but the client's realm is {home}: clients ask for \
                  {}/{host}@{realm} and need a cross-realm ticket for it; {known}.",
                 opts.service_name
             ));
@@ -602,26 +607,32 @@ async fn spn_step(opts: &DoctorOptions, conf: &Krb5Conf, dns: &Dns, report: &mut
         .map(str::to_string)
         .unwrap_or_else(|| "unset (true)".into());
     if is_ip {
+        let realm_of = |h: &str| conf.host_realm(h).map(|(r, _)| r).unwrap_or_else(|| realm.clone());
+        let as_given = format!("{}/{given}@{}", opts.service_name, realm_of(&given));
         let java = java_canonical.first().cloned().unwrap_or_else(|| given.clone());
         let java_text = if java != given {
             format!(
-                "Java clients do a reverse lookup of an IP literal and ask for {}/{java}@{realm}",
-                opts.service_name
+                "Java clients do a reverse lookup of an IP literal and ask for {}/{java}@{}",
+                opts.service_name,
+                realm_of(&java)
             )
         } else {
             "Java finds no verified reverse name either".to_string()
         };
         warnings.push(format!(
-            "The bootstrap server is an IP address: clients that use it as given (librdkafka with rdns=false, as \
-             here: rdns={rdns}) ask the KDC for {principal}, a principal that rarely exists. {java_text}."
+            "The bootstrap server is an IP address: clients that use it as given ask the KDC for {as_given}, a \
+             principal that rarely exists (librdkafka and other MIT-krb5 clients do so when krb5.conf has rdns=false \
+             and dns_canonicalize_hostname=false; here rdns={rdns}, dns_canonicalize_hostname={canonicalize}). \
+             {java_text}."
         ));
+        let name = std::iter::once(&host)
+            .chain(other_hosts.iter())
+            .find(|h| h.parse::<IpAddr>().is_err())
+            .cloned()
+            .unwrap_or_else(|| "broker1.example.com".into());
         fixes.push(format!(
-            "put the broker's host name (the host of its principal, e.g. {}) in bootstrap.servers and in the \
-             broker's advertised listener",
-            other_hosts
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "broker1.example.com".into())
+            "put the broker's host name (the host of its principal, e.g. {name}) in bootstrap.servers and in the \
+             broker's advertised listener"
         ));
     }
     if !opts.dns_canonicalize && !is_ip {
@@ -753,7 +764,11 @@ async fn kdc_step(
             match tcp_probe(dns, host, *port, connect_timeout).await {
                 Ok(addr) => {
                     reachable += 1;
-                    parts.push(format!("{realm}: {entry} accepts TCP ({addr})"));
+                    if host.parse::<IpAddr>().is_ok() {
+                        parts.push(format!("{realm}: {entry} accepts TCP"));
+                    } else {
+                        parts.push(format!("{realm}: {entry} accepts TCP ({addr})"));
+                    }
                 }
                 Err(e) => unreachable.push(format!("{realm}: {entry}: {e}")),
             }
@@ -762,11 +777,10 @@ async fn kdc_step(
             any_realm_dead = true;
         }
     }
-    let realm_list = realms.join(", ");
     if any_realm_dead {
         report.push(Step::fail(
             STEP_KDC,
-            format!("no KDC answers for {}: {}", realm_list, unreachable.join("; ")),
+            format!("no KDC answers: {}", unreachable.join("; ")),
             "Clients cannot get any ticket. Java reports \"Cannot contact any KDC for realm\" or \"Receive timed out\"; \
              librdkafka/MIT \"Cannot contact any KDC for realm\". (Only TCP is checked: a KDC reachable over UDP alone \
              still fails for large tickets.)",
@@ -791,20 +805,24 @@ async fn kdc_step(
     true
 }
 
+/// The first address of `host` that accepts a TCP connection; errors name the address only when
+/// `host` is a name.
 async fn tcp_probe(dns: &Dns, host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, String> {
     let addrs = dns
         .forward(host)
         .await
         .map_err(|e| format!("does not resolve: {e}"))?
         .addrs;
+    let literal = host.parse::<IpAddr>().is_ok();
     let mut errors = Vec::new();
     for ip in addrs {
         let addr = SocketAddr::new(ip, port);
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        let error = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_)) => return Ok(addr),
-            Ok(Err(e)) => errors.push(format!("{addr} {e}")),
-            Err(_) => errors.push(format!("{addr} no answer within {timeout:?}")),
-        }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {timeout:?}"),
+        };
+        errors.push(if literal { error } else { format!("{addr} {error}") });
     }
     Err(errors.join(", "))
 }
@@ -965,9 +983,13 @@ fn push_credentials_failure(report: &mut Report, e: &GssFailure, source: &str, c
     let text = &e.text;
     let (why, fix) = if e.code == Some(codes::SKEW) || text.contains("Clock skew too great") {
         clock_skew(conf)
-    } else if e.code == Some(codes::TKT_EXPIRED) || text.contains("Ticket expired") {
+    } else if e.code == Some(codes::TKT_EXPIRED)
+        || text.contains("Ticket expired")
+        || text.contains("credential has expired")
+    {
         (
-            "The ticket in the cache has expired. Java reports \"Ticket expired (32)\" or \"Failed to find any Kerberos \
+            "The ticket in the cache has expired: Kerberos tickets have a lifetime (typically 10-24 h) and the KDC \
+             issues no service tickets for an expired TGT. Java reports \"Ticket expired (32)\" or \"Failed to find any Kerberos \
              tgt\"."
                 .to_string(),
             "kinit again (or kinit -R if renewable); services should log in from a keytab instead".to_string(),
@@ -1030,13 +1052,20 @@ fn push_credentials_failure(report: &mut Report, e: &GssFailure, source: &str, c
 
 fn clock_skew(conf: &Krb5Conf) -> (String, String) {
     let now = time::OffsetDateTime::now_utc();
+    let now = format!(
+        "{} {:02}:{:02}:{:02}",
+        now.date(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
     (
         format!(
             "Kerberos refuses requests whose timestamps differ from the KDC's (or the broker's) clock by more than the \
              allowed skew: {} s here (clockskew, default 300 s = 5 minutes). This machine's clock says {} UTC. Java \
              reports \"Clock skew too great (37)\".",
             conf.clockskew(),
-            now.replace_nanosecond(0).unwrap_or(now)
+            now
         ),
         "synchronise the clocks of clients, KDCs and brokers with NTP (chrony or ntpd; timedatectl set-ntp true); do \
          not raise clockskew"
@@ -1151,7 +1180,10 @@ fn server_not_found(
     if e.text.contains("krbtgt/") && spn.realm != client_realm {
         report.push(Step::fail(
             STEP_SERVICE_TICKET,
-            detail,
+            format!(
+                "no ticket for {}: the KDC of {client_realm} has no cross-realm principal krbtgt/{}@{client_realm} ({})",
+                spn.principal, spn.realm, e.text
+            ),
             format!(
                 "The client ({client_realm}) asked its KDC for a cross-realm ticket to {} because krb5.conf puts \
                  {} in {}; {client_realm}'s KDC has no such trust. Usually the [domain_realm] mapping is wrong.",

@@ -31,10 +31,18 @@ impl std::fmt::Display for GssFailure {
 pub fn failure(e: &Error) -> GssFailure {
     let text = e.to_string();
     let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if e.minor == 0 {
-        if let Some(major_only) = text.strip_suffix(" (Unknown error)") {
+    // A minor status without text (0, or a code MIT prints as "Success").
+    for suffix in [" (Unknown error)", " (Success)"] {
+        if let Some(major_only) = text.strip_suffix(suffix) {
             text = major_only.to_string();
         }
+    }
+    // GSS_S_FAILURE says nothing; the mechanism's (minor) message is the reason.
+    if let Some(minor) = text
+        .strip_prefix("Unspecified GSS failure. Minor code may provide more information (")
+        .and_then(|t| t.strip_suffix(')'))
+    {
+        text = minor.to_string();
     }
     let code = e.minor.checked_sub(KRB5_ERROR_TABLE_BASE).filter(|c| *c < 128);
     GssFailure { text, code }

@@ -76,7 +76,7 @@ pub fn parse(text: &str) -> Result<Vec<Section>, String> {
     let mut p = Parser { tokens, pos: 0 };
     let mut sections = Vec::new();
     // A bare module line: "<class> <flag> options ;" (no braces anywhere).
-    if !p.tokens.iter().any(|t| *t == Token::Open) {
+    if !p.tokens.contains(&Token::Open) {
         let mut modules = Vec::new();
         while !p.at_end() {
             modules.push(p.module()?);
@@ -385,10 +385,12 @@ impl Parser {
                     };
                     options.push((name, value));
                 }
-                Some(other) => return Err(format!(
+                Some(other) => {
+                    return Err(format!(
                     "{class}: expected an option or ';', found {} (is a ';' missing at the end of the module line?)",
                     describe(&other)
-                )),
+                ))
+                }
                 None => return Err(format!("{class}: the module line does not end with ';'")),
             }
         }

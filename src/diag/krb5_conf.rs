@@ -418,7 +418,7 @@ mod tests {
                 ("::1", 750, false)
             ]
         );
-        assert_eq!(c.kdcs("OTHER.ORG")[0].udp_only, true);
+        assert!(c.kdcs("OTHER.ORG")[0].udp_only);
         assert!(c.kdcs("NOPE").is_empty());
         assert_eq!(
             c.domain_realm("broker1.partner.example.com"),
