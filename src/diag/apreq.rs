@@ -12,6 +12,8 @@
 //! EncryptedData ::= SEQUENCE { [0] etype Int32, [1] kvno UInt32 OPTIONAL, [2] cipher OCTET STRING }
 //! ```
 
+use super::der::{integer, string, Der};
+
 /// The ticket's service principal, enctype and kvno.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TicketInfo {
@@ -77,108 +79,10 @@ fn parse_ap_req(ap_req: &[u8]) -> Result<TicketInfo, String> {
     })
 }
 
-fn string(field: &[u8]) -> Result<String, String> {
-    let (tag, value) = Der::new(field).next_tlv()?;
-    if tag != 0x1b && tag != 0x0c && tag != 0x16 {
-        return Err(format!("expected a string, got tag 0x{tag:02x}"));
-    }
-    Ok(String::from_utf8_lossy(value).into_owned())
-}
-
-/// A DER INTEGER's content as i64 (two's complement, at most 8 bytes).
-fn integer(bytes: &[u8]) -> Result<i64, String> {
-    if bytes.is_empty() || bytes.len() > 8 {
-        return Err(format!("INTEGER of {} bytes", bytes.len()));
-    }
-    let mut value: i64 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
-    for b in bytes {
-        value = (value << 8) | i64::from(*b);
-    }
-    Ok(value)
-}
-
-struct Der<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Der<'a> {
-    fn new(data: &'a [u8]) -> Der<'a> {
-        Der { data, pos: 0 }
-    }
-
-    fn at_end(&self) -> bool {
-        self.pos >= self.data.len()
-    }
-
-    fn byte(&mut self) -> Result<u8, String> {
-        let b = *self.data.get(self.pos).ok_or("truncated DER")?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    /// One tag-length-value (single-byte tags, definite lengths).
-    fn next_tlv(&mut self) -> Result<(u8, &'a [u8]), String> {
-        let tag = self.byte()?;
-        let first = self.byte()?;
-        let len = if first & 0x80 == 0 {
-            usize::from(first)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 {
-                return Err(format!("unsupported DER length form 0x{first:02x}"));
-            }
-            let mut len = 0usize;
-            for _ in 0..n {
-                len = (len << 8) | usize::from(self.byte()?);
-            }
-            len
-        };
-        let end = self
-            .pos
-            .checked_add(len)
-            .filter(|e| *e <= self.data.len())
-            .ok_or("truncated DER value")?;
-        let value = &self.data[self.pos..end];
-        self.pos = end;
-        Ok((tag, value))
-    }
-
-    fn expect(&mut self, tag: u8, what: &str) -> Result<&'a [u8], String> {
-        let (found, value) = self.next_tlv().map_err(|e| format!("{what}: {e}"))?;
-        if found != tag {
-            return Err(format!("{what}: expected tag 0x{tag:02x}, found 0x{found:02x}"));
-        }
-        Ok(value)
-    }
-
-    /// The next field with `tag`, skipping others (context-tagged SEQUENCE members).
-    fn find(&mut self, tag: u8, what: &str) -> Result<&'a [u8], String> {
-        while !self.at_end() {
-            let (found, value) = self.next_tlv()?;
-            if found == tag {
-                return Ok(value);
-            }
-        }
-        Err(format!("{what} missing"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        if value.len() < 128 {
-            out.push(value.len() as u8);
-        } else {
-            out.push(0x82);
-            out.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        }
-        out.extend_from_slice(value);
-        out
-    }
+    use crate::diag::der::tlv;
 
     fn token(kvno: Option<u8>) -> Vec<u8> {
         let sname = tlv(
@@ -238,9 +142,6 @@ mod tests {
             }
         );
         assert_eq!(parse_initial_token(&token(None)).expect("parses").kvno, None);
-        // kvno 200 is encoded 0x00 0xC8 in DER; a one-byte 0xC8 would be negative.
-        assert_eq!(integer(&[0x00, 0xc8]), Ok(200));
-        assert_eq!(integer(&[0xff]), Ok(-1));
     }
 
     #[test]

@@ -41,6 +41,7 @@ use super::dns::{normalize, Dns, Forward};
 use super::gss::{self, codes, GssFailure};
 use super::jaas::{self, Login};
 use super::kafka_client::{self, KafkaConn, WireError};
+use super::kdc_clock;
 use super::krb5_conf::{self, ConfSource, Krb5Conf, RealmSource};
 use super::report::{Report, Step};
 use crate::security::gssapi::keytab_entries;
@@ -147,7 +148,7 @@ pub async fn diagnose(opts: &DoctorOptions) -> Report {
     let client_realm = client_principal_realm
         .clone()
         .or_else(|| conf.as_ref().and_then(|c| c.default_realm().map(str::to_string)));
-    let kdc_ok = match &conf {
+    let (kdc_ok, clock) = match &conf {
         Some(conf) => {
             kdc_step(
                 opts,
@@ -160,7 +161,7 @@ pub async fn diagnose(opts: &DoctorOptions) -> Report {
             )
             .await
         }
-        None => false,
+        None => (false, None),
     };
 
     let chain = [
@@ -185,7 +186,8 @@ pub async fn diagnose(opts: &DoctorOptions) -> Report {
     set_process_environment(&conf_path, &login, opts.server_keytab.as_deref());
 
     // 5. credentials
-    let Some((cred, client_principal)) = credentials_step(&login, &conf, &conf_path, &mut report) else {
+    let Some((cred, client_principal)) = credentials_step(&login, &conf, &conf_path, clock.as_ref(), &mut report)
+    else {
         report.skip(&chain[1..], "no Kerberos credentials");
         return report;
     };
@@ -711,7 +713,7 @@ async fn kdc_step(
     spn: Option<&Spn>,
     dns: &Dns,
     report: &mut Report,
-) -> bool {
+) -> (bool, Option<ClockOffset>) {
     let mut realms: Vec<String> = Vec::new();
     if let Some(r) = client_realm {
         realms.push(r.to_string());
@@ -728,8 +730,9 @@ async fn kdc_step(
             "Neither the principal nor krb5.conf names a realm.",
             "set default_realm in krb5.conf or give the principal with @REALM",
         ));
-        return false;
+        return (false, None);
     }
+    let mut clock: Option<ClockOffset> = None;
     let connect_timeout = opts.timeout.min(Duration::from_secs(3));
     let mut parts = Vec::new();
     let mut unreachable = Vec::new();
@@ -764,6 +767,16 @@ async fn kdc_step(
             match tcp_probe(dns, host, *port, connect_timeout).await {
                 Ok(addr) => {
                     reachable += 1;
+                    if clock.is_none() {
+                        if let Ok(t) = kdc_clock::kdc_time(addr, realm, connect_timeout).await {
+                            let seconds = kdc_clock::offset_seconds(t.time, std::time::SystemTime::now());
+                            clock = Some(ClockOffset {
+                                seconds,
+                                kdc: entry.clone(),
+                                kdc_time: t.time,
+                            });
+                        }
+                    }
                     if host.parse::<IpAddr>().is_ok() {
                         parts.push(format!("{realm}: {entry} accepts TCP"));
                     } else {
@@ -790,7 +803,10 @@ async fn kdc_step(
                 conf_path.display()
             ),
         ));
-        return false;
+        return (false, clock);
+    }
+    if let Some(c) = &clock {
+        parts.push(format!("this clock is {} the KDC's", describe_offset(c.seconds)));
     }
     if unreachable.is_empty() {
         report.push(Step::ok(STEP_KDC, parts.join("; ")));
@@ -802,11 +818,32 @@ async fn kdc_step(
             "clients fall back to the next KDC after a timeout; fix or remove the dead entries",
         ));
     }
-    true
+    (true, clock)
 }
 
 /// The first address of `host` that accepts a TCP connection; errors name the address only when
 /// `host` is a name.
+/// This machine's clock compared with a KDC's (see [`kdc_clock`]).
+struct ClockOffset {
+    /// Local minus KDC, seconds.
+    seconds: i64,
+    kdc: String,
+    kdc_time: std::time::SystemTime,
+}
+
+fn describe_offset(seconds: i64) -> String {
+    match seconds {
+        0 => "within 1 s of".to_string(),
+        s if s > 0 => format!("{s} s ahead of"),
+        s => format!("{} s behind", -s),
+    }
+}
+
+fn utc_text(t: std::time::SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    format!("{} {:02}:{:02}:{:02} UTC", t.date(), t.hour(), t.minute(), t.second())
+}
+
 async fn tcp_probe(dns: &Dns, host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, String> {
     let addrs = dns
         .forward(host)
@@ -874,8 +911,29 @@ fn credentials_step(
     login: &ClientLogin,
     conf: &Krb5Conf,
     conf_path: &Path,
+    clock: Option<&ClockOffset>,
     report: &mut Report,
 ) -> Option<(Cred, String)> {
+    // Clock skew first: MIT krb5 may hide it from itself (kdc_timesync), Java and brokers do not.
+    if let Some(c) = clock {
+        if c.seconds.unsigned_abs() > conf.clockskew() {
+            let (why, fix) = clock_skew(conf, false);
+            report.push(Step::fail(
+                STEP_CREDENTIALS,
+                format!(
+                    "clock skew: this machine's clock ({}) is {} the KDC's ({}, {}); more than the {} s Kerberos allows",
+                    utc_text(std::time::SystemTime::now()),
+                    describe_offset(c.seconds),
+                    c.kdc,
+                    utc_text(c.kdc_time),
+                    conf.clockskew()
+                ),
+                why,
+                fix,
+            ));
+            return None;
+        }
+    }
     let (cred, source) = match login {
         ClientLogin::Keytab { keytab, principal } => {
             let principal = with_realm(principal, conf);
@@ -982,7 +1040,7 @@ fn credentials_step(
 fn push_credentials_failure(report: &mut Report, e: &GssFailure, source: &str, conf: &Krb5Conf, conf_path: &Path) {
     let text = &e.text;
     let (why, fix) = if e.code == Some(codes::SKEW) || text.contains("Clock skew too great") {
-        clock_skew(conf)
+        clock_skew(conf, true)
     } else if e.code == Some(codes::TKT_EXPIRED)
         || text.contains("Ticket expired")
         || text.contains("credential has expired")
@@ -1050,26 +1108,37 @@ fn push_credentials_failure(report: &mut Report, e: &GssFailure, source: &str, c
     ));
 }
 
-fn clock_skew(conf: &Krb5Conf) -> (String, String) {
-    let now = time::OffsetDateTime::now_utc();
-    let now = format!(
-        "{} {:02}:{:02}:{:02}",
-        now.date(),
-        now.hour(),
-        now.minute(),
-        now.second()
+/// Why and fix for clock skew; `show_now` adds this machine's time (when the detail lacks it).
+fn clock_skew(conf: &Krb5Conf, show_now: bool) -> (String, String) {
+    let mut why = format!(
+        "Kerberos refuses requests whose timestamps differ from the KDC's (or the broker's) clock by more than the \
+         allowed skew: {} s here (clockskew, default 300 s = 5 minutes). Java reports \"Clock skew too great (37)\"; \
+         MIT krb5 may correct its own requests to the KDC (kdc_timesync), but the broker still sees the skewed clock.",
+        conf.clockskew()
     );
+    if show_now {
+        why.push_str(&format!(
+            " This machine's clock says {}.",
+            utc_text(std::time::SystemTime::now())
+        ));
+    }
     (
-        format!(
-            "Kerberos refuses requests whose timestamps differ from the KDC's (or the broker's) clock by more than the \
-             allowed skew: {} s here (clockskew, default 300 s = 5 minutes). This machine's clock says {} UTC. Java \
-             reports \"Clock skew too great (37)\".",
-            conf.clockskew(),
-            now
-        ),
+        why,
         "synchronise the clocks of clients, KDCs and brokers with NTP (chrony or ntpd; timedatectl set-ntp true); do \
          not raise clockskew"
             .to_string(),
+    )
+}
+
+/// The trial acceptance saw a skewed authenticator: MIT stamped it with the KDC's time (kdc_timesync)
+/// while this machine's clock differs.
+fn clock_skew_acceptor() -> (String, String) {
+    (
+        "The keytab is fine as far as this check goes, but accepting the ticket here failed on time: MIT krb5 \
+         stamped the request with the KDC's time while this machine's clock differs by more than the allowed skew \
+         (default 300 s = 5 minutes). A broker on this machine would refuse such clients too."
+            .to_string(),
+        "synchronise the clocks with NTP (chrony or ntpd; timedatectl set-ntp true)".to_string(),
     )
 }
 
@@ -1124,7 +1193,7 @@ fn service_ticket_step(
             if not_found {
                 server_not_found(opts, cred, spn, conf, client_principal, &e, report);
             } else if e.code == Some(codes::SKEW) || e.text.contains("Clock skew too great") {
-                let (why, fix) = clock_skew(conf);
+                let (why, fix) = clock_skew(conf, true);
                 report.push(Step::fail(
                     STEP_SERVICE_TICKET,
                     format!("no ticket for {}: {}", spn.principal, e.text),
@@ -1393,6 +1462,15 @@ fn server_keytab_step(keytab: &Path, spn: &Spn, token: &[u8], ticket: &TicketInf
                 ticket.kvno.map(|k| k.to_string()).unwrap_or_else(|| "(none)".into())
             ),
         )),
+        Err(e) if e.code == Some(codes::SKEW) || e.text.contains("Clock skew") => {
+            let (why, fix) = clock_skew_acceptor();
+            report.push(Step::fail(
+                STEP_SERVER_KEYTAB,
+                format!("{} cannot accept the ticket for {service}: {}", keytab.display(), e.text),
+                why,
+                fix,
+            ))
+        }
         Err(e) => report.push(Step::fail(
             STEP_SERVER_KEYTAB,
             format!("{} cannot accept the ticket for {service}: {}", keytab.display(), e.text),

@@ -8,14 +8,17 @@
 //! - [`dns`]: forward and reverse lookups with hickory-resolver and the system configuration.
 //! - [`apreq`]: the service ticket's principal, enctype and kvno read from a GSSAPI token.
 //! - [`kafka_client`]: ApiVersions / SaslHandshake / SaslAuthenticate over TCP.
+//! - [`kdc_clock`]: the KDC's clock from a KRB-ERROR, to find clock skew without credentials.
 //! - [`gss`]: the initiator side on MIT krb5 (libgssapi).
 //! - [`report`]: steps with ok/warn/fail, rendered for people or as JSON.
 pub mod apreq;
+mod der;
 pub mod dns;
 pub mod doctor;
 pub mod gss;
 pub mod jaas;
 pub mod kafka_client;
+pub mod kdc_clock;
 pub mod krb5_conf;
 pub mod report;
 pub mod startup_checks;
