@@ -634,6 +634,40 @@ fn jaas_keytab_with_a_leading_space(env: &Env) {
     );
     assert_eq!(run.code, 0, "{}", run.out);
     assert_eq!(step(&run.json(), "jaas")["status"], "ok");
+
+    // A keyTab that does not exist, and a keytab login without principal.
+    for (options, needles) in [
+        (
+            "keyTab=\"/nonexistent/client.keytab\" principal=\"client@EXAMPLE.COM\"",
+            &[
+                "keyTab /nonexistent/client.keytab cannot be read",
+                "Unable to obtain password from user",
+            ][..],
+        ),
+        (
+            &*format!("keyTab=\"{keytab}\""),
+            &["useKeyTab=true but no principal", "Could not login", "add principal="][..],
+        ),
+    ] {
+        std::fs::write(
+            &jaas,
+            format!(
+                "KafkaClient {{ com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true {options}; }};"
+            ),
+        )
+        .expect("write jaas");
+        let run = doctor(
+            &env.with(&env.bootstrap(), &args(&["--jaas", &jaas.display().to_string()])),
+            &[],
+            None,
+        );
+        let json = assert_fails(&run, "jaas", needles);
+        assert!(json["skipped"]
+            .as_array()
+            .expect("skipped")
+            .iter()
+            .any(|s| s["name"] == "credentials"));
+    }
 }
 
 fn missing_and_expired_tickets(env: &Env) {

@@ -7,8 +7,35 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
+
+/// The lookups the doctor and the start-up checks make ([`Dns`] in production; tests use a table).
+#[async_trait]
+pub trait Lookup: Send + Sync {
+    /// Addresses of `host` and its canonical name (an IP literal is returned as is).
+    async fn forward(&self, host: &str) -> Result<Forward, String>;
+    /// Names of `ip`, the canonical one first (lower case, no trailing dot).
+    async fn reverse(&self, ip: IpAddr) -> Result<Vec<String>, String>;
+    /// SRV targets (host, port) of `name`, by priority.
+    async fn srv(&self, name: &str) -> Result<Vec<(String, u16)>, String>;
+
+    /// Java's `InetAddress.getCanonicalHostName()`: the reverse name if it resolves back to `ip`,
+    /// otherwise the address as text.
+    async fn java_canonical(&self, ip: IpAddr) -> String {
+        if let Ok(names) = self.reverse(ip).await {
+            for name in names {
+                if let Ok(fwd) = self.forward(&name).await {
+                    if fwd.addrs.contains(&ip) {
+                        return name;
+                    }
+                }
+            }
+        }
+        ip.to_string()
+    }
+}
 
 /// The addresses of a name and its canonical name (the end of a CNAME chain).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +73,12 @@ impl Dns {
             },
         }
     }
+}
 
+#[async_trait]
+impl Lookup for Dns {
     /// Addresses of `host` (an IP literal is returned as is).
-    pub async fn forward(&self, host: &str) -> Result<Forward, String> {
+    async fn forward(&self, host: &str) -> Result<Forward, String> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Forward {
                 addrs: vec![ip],
@@ -92,7 +122,7 @@ impl Dns {
     /// PTR names of `ip` (lower case, without the trailing dot), the canonical one first. Like
     /// glibc's `files dns`: the first `/etc/hosts` line with the address wins (hickory's own hosts
     /// table does not keep the file order), then DNS.
-    pub async fn reverse(&self, ip: IpAddr) -> Result<Vec<String>, String> {
+    async fn reverse(&self, ip: IpAddr) -> Result<Vec<String>, String> {
         if let Some(names) = hosts_file_names(HOSTS_FILE, ip) {
             return Ok(names);
         }
@@ -117,23 +147,8 @@ impl Dns {
         Ok(names)
     }
 
-    /// Java's `InetAddress.getCanonicalHostName()`: the PTR name if it resolves back to `ip`,
-    /// otherwise the address as text.
-    pub async fn java_canonical(&self, ip: IpAddr) -> String {
-        if let Ok(names) = self.reverse(ip).await {
-            for name in names {
-                if let Ok(fwd) = self.forward(&name).await {
-                    if fwd.addrs.contains(&ip) {
-                        return name;
-                    }
-                }
-            }
-        }
-        ip.to_string()
-    }
-
     /// SRV targets (host, port) of `name`, by priority.
-    pub async fn srv(&self, name: &str) -> Result<Vec<(String, u16)>, String> {
+    async fn srv(&self, name: &str) -> Result<Vec<(String, u16)>, String> {
         let Some(resolver) = &self.resolver else {
             return Err(self.unavailable.clone().unwrap_or_else(|| "no resolver".into()));
         };
@@ -201,6 +216,61 @@ fn describe(e: &hickory_resolver::net::NetError) -> String {
         "no records of that type".into()
     } else {
         e.to_string()
+    }
+}
+
+/// A DNS made of tables, for tests: `forward` maps a name to (canonical name, addresses), `reverse`
+/// an address to its names. Unknown names are NXDOMAIN; IP literals resolve to themselves.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct FakeDns {
+    pub forward: std::collections::HashMap<String, (String, Vec<IpAddr>)>,
+    pub reverse: std::collections::HashMap<IpAddr, Vec<String>>,
+}
+
+#[cfg(test)]
+impl FakeDns {
+    pub fn name(mut self, name: &str, canonical: &str, addrs: &[&str]) -> FakeDns {
+        let addrs = addrs.iter().map(|a| a.parse().expect("ip")).collect();
+        self.forward.insert(name.to_string(), (canonical.to_string(), addrs));
+        self
+    }
+
+    pub fn ptr(mut self, ip: &str, names: &[&str]) -> FakeDns {
+        self.reverse
+            .insert(ip.parse().expect("ip"), names.iter().map(|n| n.to_string()).collect());
+        self
+    }
+}
+
+#[cfg(test)]
+#[async_trait]
+impl Lookup for FakeDns {
+    async fn forward(&self, host: &str) -> Result<Forward, String> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(Forward {
+                addrs: vec![ip],
+                canonical: host.to_string(),
+            });
+        }
+        match self.forward.get(&normalize(host)) {
+            Some((canonical, addrs)) => Ok(Forward {
+                addrs: addrs.clone(),
+                canonical: canonical.clone(),
+            }),
+            None => Err("the name does not exist (NXDOMAIN)".into()),
+        }
+    }
+
+    async fn reverse(&self, ip: IpAddr) -> Result<Vec<String>, String> {
+        self.reverse
+            .get(&ip)
+            .cloned()
+            .ok_or_else(|| "no PTR record".to_string())
+    }
+
+    async fn srv(&self, _name: &str) -> Result<Vec<(String, u16)>, String> {
+        Err("no SRV records".into())
     }
 }
 

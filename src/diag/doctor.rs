@@ -37,7 +37,7 @@ use libgssapi::context::SecurityContext;
 use libgssapi::credential::Cred;
 
 use super::apreq::{parse_initial_token, TicketInfo};
-use super::dns::{normalize, Dns, Forward};
+use super::dns::{normalize, Dns, Forward, Lookup};
 use super::gss::{self, codes, GssFailure};
 use super::jaas::{self, Login};
 use super::kafka_client::{self, KafkaConn, WireError};
@@ -174,9 +174,19 @@ pub async fn diagnose(opts: &DoctorOptions) -> Report {
         .into_iter()
         .filter(|s| *s != STEP_SERVER_KEYTAB || opts.server_keytab.is_some())
         .collect();
-    let (Some(login), Some(conf), Some(spn)) = (login, conf, spn) else {
-        report.skip(&chain, "an earlier step gave nothing to continue with");
-        return report;
+    let (login, conf, spn) = match (login, conf, spn) {
+        (Some(login), Some(conf), Some(spn)) => (login, conf, spn),
+        (login, conf, _) => {
+            let reason = if login.is_none() {
+                "the JAAS login is unusable"
+            } else if conf.is_none() {
+                "krb5.conf is unusable"
+            } else {
+                "the service principal is unknown"
+            };
+            report.skip(&chain, reason);
+            return report;
+        }
     };
     if !kdc_ok {
         report.skip(&chain, "no KDC is reachable");
@@ -508,7 +518,7 @@ fn krb5_conf_step(
 // ---------------------------------------------------------------------------------------------
 // 3. host name canonicalisation and the service principal
 
-async fn spn_step(opts: &DoctorOptions, conf: &Krb5Conf, dns: &Dns, report: &mut Report) -> Option<Spn> {
+async fn spn_step(opts: &DoctorOptions, conf: &Krb5Conf, dns: &dyn Lookup, report: &mut Report) -> Option<Spn> {
     let given = normalize(&opts.host);
     let is_ip = given.parse::<IpAddr>().is_ok();
     let forward: Forward = match dns.forward(&opts.host).await {
@@ -711,7 +721,7 @@ async fn kdc_step(
     conf_path: &Path,
     client_realm: Option<&str>,
     spn: Option<&Spn>,
-    dns: &Dns,
+    dns: &dyn Lookup,
     report: &mut Report,
 ) -> (bool, Option<ClockOffset>) {
     let mut realms: Vec<String> = Vec::new();
@@ -844,7 +854,7 @@ fn utc_text(t: std::time::SystemTime) -> String {
     format!("{} {:02}:{:02}:{:02} UTC", t.date(), t.hour(), t.minute(), t.second())
 }
 
-async fn tcp_probe(dns: &Dns, host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, String> {
+async fn tcp_probe(dns: &dyn Lookup, host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, String> {
     let addrs = dns
         .forward(host)
         .await
@@ -949,7 +959,11 @@ fn credentials_step(
                     return None;
                 }
             };
-            let Some((_, kvno, enctypes)) = entries.iter().rev().find(|(p, _, _)| *p == principal) else {
+            let newest = entries
+                .iter()
+                .filter(|(p, _, _)| *p == principal)
+                .max_by_key(|(_, kvno, _)| *kvno);
+            let Some((_, kvno, enctypes)) = newest else {
                 let held: Vec<String> = entries.iter().map(|(p, k, _)| format!("{p} (kvno {k})")).collect();
                 report.push(Step::fail(
                     STEP_CREDENTIALS,
@@ -977,8 +991,10 @@ fn credentials_step(
             }
         }
         ClientLogin::Cache { .. } => {
-            let cache = std::env::var("KRB5CCNAME").unwrap_or_else(|_| "the default ticket cache".into());
-            let source = format!("ticket cache {cache}");
+            let source = match std::env::var("KRB5CCNAME") {
+                Ok(cache) => format!("ticket cache {cache}"),
+                Err(_) => "the default ticket cache (KRB5CCNAME is not set)".to_string(),
+            };
             match gss::acquire_initiator(None) {
                 Ok(c) => (c, source),
                 Err(e) => {
@@ -1709,4 +1725,136 @@ async fn handshake_step(opts: &DoctorOptions, cred: &Cred, spn: &Spn, report: &m
         "A Kerberos GSSAPI exchange takes three SaslAuthenticate round trips.".into(),
         "check the broker's log".into(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::dns::FakeDns;
+    use crate::diag::report::Status;
+
+    fn options(host: &str) -> DoctorOptions {
+        DoctorOptions {
+            host: host.into(),
+            port: 9093,
+            service_name: "kafka".into(),
+            krb5_conf: None,
+            login: LoginSource::TicketCache,
+            client_dns_lookup: ClientDnsLookup::UseAllDnsIps,
+            dns_canonicalize: false,
+            server_keytab: None,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// kafka.example.com is a CNAME of broker1.example.com (10.0.0.5), whose PTR is an EC2 name.
+    fn dns() -> FakeDns {
+        FakeDns::default()
+            .name("kafka.example.com", "broker1.example.com", &["10.0.0.5"])
+            .name("broker1.example.com", "broker1.example.com", &["10.0.0.5"])
+            .name("ip-10-0-0-5.ec2.internal", "ip-10-0-0-5.ec2.internal", &["10.0.0.5"])
+            .ptr("10.0.0.5", &["ip-10-0-0-5.ec2.internal"])
+            .name("broker2.example.com", "broker2.example.com", &["10.0.0.6"])
+            .ptr("10.0.0.6", &["broker2.example.com"])
+    }
+
+    fn conf() -> Krb5Conf {
+        Krb5Conf::parse("[libdefaults]\n default_realm = EXAMPLE.COM\n[domain_realm]\n .example.com = EXAMPLE.COM\n")
+            .expect("conf")
+    }
+
+    async fn run_spn(opts: &DoctorOptions) -> (Option<Spn>, Step) {
+        let mut report = Report::new();
+        let spn = spn_step(opts, &conf(), &dns(), &mut report).await;
+        (spn, report.steps.pop().expect("one step"))
+    }
+
+    fn text(step: &Step) -> String {
+        format!(
+            "{}\n{}\n{}",
+            step.detail,
+            step.why.as_deref().unwrap_or(""),
+            step.fix.as_deref().unwrap_or("")
+        )
+    }
+
+    #[tokio::test]
+    async fn alias_and_reverse_dns_that_disagree() {
+        let (spn, step) = run_spn(&options("kafka.example.com")).await;
+        let spn = spn.expect("spn");
+        assert_eq!(spn.principal, "kafka/kafka.example.com@EXAMPLE.COM");
+        assert_eq!(step.status, Status::Warn);
+        let t = text(&step);
+        assert!(
+            t.contains("Reverse DNS of 10.0.0.5 gives ip-10-0-0-5.ec2.internal, not kafka.example.com"),
+            "{t}"
+        );
+        assert!(
+            t.contains("ask for kafka/ip-10-0-0-5.ec2.internal@EXAMPLE.COM instead"),
+            "{t}"
+        );
+        assert!(t.contains("rdns=unset (true)"), "{t}");
+        assert!(
+            t.contains("kafka.example.com is an alias (CNAME) of broker1.example.com")
+                && t.contains("kafka/broker1.example.com@EXAMPLE.COM"),
+            "{t}"
+        );
+        assert_eq!(spn.other_hosts, vec!["ip-10-0-0-5.ec2.internal", "broker1.example.com"]);
+    }
+
+    #[tokio::test]
+    async fn canonicalising_clients_ask_for_the_reverse_name() {
+        let mut opts = options("kafka.example.com");
+        opts.dns_canonicalize = true;
+        let (spn, step) = run_spn(&opts).await;
+        // No [domain_realm] entry for .internal: the default realm.
+        assert_eq!(
+            spn.expect("spn").principal,
+            "kafka/ip-10-0-0-5.ec2.internal@EXAMPLE.COM"
+        );
+        assert!(
+            step.detail
+                .contains("--dns-canonicalize: canonical name broker1.example.com"),
+            "{step:?}"
+        );
+
+        let mut opts = options("kafka.example.com");
+        opts.client_dns_lookup = ClientDnsLookup::ResolveCanonicalBootstrapServersOnly;
+        let (spn, step) = run_spn(&opts).await;
+        assert_eq!(
+            spn.expect("spn").principal,
+            "kafka/ip-10-0-0-5.ec2.internal@EXAMPLE.COM"
+        );
+        assert!(
+            step.detail.contains("resolve_canonical_bootstrap_servers_only"),
+            "{step:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn consistent_dns_passes_and_problems_are_named() {
+        let (spn, step) = run_spn(&options("broker2.example.com")).await;
+        assert_eq!(step.status, Status::Ok, "{step:?}");
+        assert_eq!(spn.expect("spn").addrs, vec!["10.0.0.6".parse::<IpAddr>().expect("ip")]);
+
+        let (spn, step) = run_spn(&options("Broker2.Example.COM")).await;
+        assert_eq!(spn.expect("spn").principal, "kafka/broker2.example.com@EXAMPLE.COM");
+        assert!(text(&step).contains("upper-case"), "{step:?}");
+
+        let (spn, step) = run_spn(&options("nohost.example.com")).await;
+        assert!(spn.is_none());
+        assert_eq!(step.status, Status::Fail);
+        assert!(
+            text(&step).contains("does not resolve") && text(&step).contains("NXDOMAIN"),
+            "{step:?}"
+        );
+
+        // An IP address without any reverse name: Java cannot do better either.
+        let (spn, step) = run_spn(&options("10.0.0.9")).await;
+        assert_eq!(spn.expect("spn").principal, "kafka/10.0.0.9@EXAMPLE.COM");
+        assert!(
+            text(&step).contains("Java finds no verified reverse name either"),
+            "{step:?}"
+        );
+    }
 }

@@ -16,7 +16,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::dns::{normalize, Dns};
+use super::dns::{normalize, Dns, Lookup};
 use super::krb5_conf::{self, Krb5Conf, RealmSource};
 use crate::config::Config;
 use crate::security::gssapi::keytab_entries;
@@ -31,6 +31,10 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Check every listener that enables GSSAPI. Never fails itself: problems are in the report.
 pub async fn check_gssapi_listeners(config: &Config) -> StartupReport {
+    check_with(config, &Dns::system(DNS_TIMEOUT)).await
+}
+
+async fn check_with(config: &Config, dns: &dyn Lookup) -> StartupReport {
     let mut report = StartupReport::default();
     let listeners: Vec<_> = config
         .listeners
@@ -65,7 +69,6 @@ pub async fn check_gssapi_listeners(config: &Config) -> StartupReport {
             None
         }
     };
-    let dns = Dns::system(DNS_TIMEOUT);
     let service = &kerberos.service_name;
     for listener in listeners {
         let who = format!("listener {:?}", listener.name);
@@ -140,12 +143,12 @@ pub async fn check_gssapi_listeners(config: &Config) -> StartupReport {
             .map(|(r, _)| r)
             .or(default_realm.clone())
             .unwrap_or_else(|| "REALM".into());
-        dns_warnings(&dns, &who, &host, service, &realm, &mut report.warnings).await;
+        dns_warnings(dns, &who, &host, service, &realm, &mut report.warnings).await;
     }
     report
 }
 
-async fn dns_warnings(dns: &Dns, who: &str, host: &str, service: &str, realm: &str, warnings: &mut Vec<String>) {
+async fn dns_warnings(dns: &dyn Lookup, who: &str, host: &str, service: &str, realm: &str, warnings: &mut Vec<String>) {
     let lower = normalize(host);
     if let Ok(ip) = lower.parse::<IpAddr>() {
         let java = dns.java_canonical(ip).await;
@@ -359,6 +362,65 @@ mod tests {
                 .any(|w| w.contains("upper-case") && w.contains("advertise localhost")),
             "{r:#?}"
         );
+    }
+
+    #[tokio::test]
+    async fn reverse_dns_alias_and_missing_ptr() {
+        use crate::diag::dns::FakeDns;
+        let s = Setup::new(
+            &[
+                "kafka/broker1.example.com@EXAMPLE.COM",
+                "kafka/kafka.example.com@EXAMPLE.COM",
+                "kafka/broker3.example.com@EXAMPLE.COM",
+            ],
+            " .example.com = EXAMPLE.COM",
+        );
+        let dns = FakeDns::default()
+            .name("broker1.example.com", "broker1.example.com", &["10.0.0.5"])
+            .ptr("10.0.0.5", &["ip-10-0-0-5.ec2.internal"])
+            .name("kafka.example.com", "broker1.example.com", &["10.0.0.5"])
+            .name("broker3.example.com", "broker3.example.com", &["10.0.0.7"]);
+        let config = s.config(
+            &[
+                ("broker1.example.com:9093", "\"GSSAPI\""),
+                ("kafka.example.com:9094", "\"GSSAPI\""),
+                ("broker3.example.com:9095", "\"GSSAPI\""),
+            ],
+            "kafka",
+        );
+        let r = check_with(&config, &dns).await;
+        assert!(r.errors.is_empty(), "{r:#?}");
+        let find = |listener: &str, needle: &str| {
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("listener \"{listener}\"")) && w.contains(needle))
+        };
+        assert!(
+            find(
+                "L0",
+                "reverse DNS of 10.0.0.5 (an address of broker1.example.com) gives ip-10-0-0-5.ec2.internal"
+            ),
+            "{r:#?}"
+        );
+        assert!(
+            find("L0", "ask for kafka/ip-10-0-0-5.ec2.internal@EXAMPLE.COM"),
+            "{r:#?}"
+        );
+        assert!(find("L0", "rdns=true"), "{r:#?}");
+        assert!(
+            find("L1", "kafka.example.com is an alias (CNAME) of broker1.example.com"),
+            "{r:#?}"
+        );
+        assert!(find("L1", "ask for kafka/broker1.example.com@EXAMPLE.COM"), "{r:#?}");
+        assert!(find("L2", "no reverse DNS for 10.0.0.7"), "{r:#?}");
+        assert!(
+            find(
+                "L2",
+                "resolve_canonical_bootstrap_servers_only ask for kafka/10.0.0.7@EXAMPLE.COM"
+            ),
+            "{r:#?}"
+        );
+        assert_eq!(r.warnings.len(), 4, "{r:#?}");
     }
 
     #[tokio::test]
