@@ -23,6 +23,24 @@
 //! `--server-keytab` `KRB5_KTNAME=FILE:<keytab>` and `KRB5RCACHETYPE=none` (the trial acceptance
 //! must not write a replay cache). Run it in a process of its own (the CLI) or serialise callers.
 //!
+//! # Which principal is requested (`spn`)
+//! By default the host is the bootstrap host as given, lower-cased: what librdkafka asks for when
+//! krb5.conf has `rdns = false` and `dns_canonicalize_hostname = false`, and what Java asks for with
+//! a host name and `client.dns.lookup=use_all_dns_ips`. `--client-dns-lookup
+//! resolve_canonical_bootstrap_servers_only` models Java's KIP-235 mode (reverse DNS of each address,
+//! verified by a forward lookup, as `InetAddress.getCanonicalHostName()`); `--dns-canonicalize` models
+//! MIT krb5 / Cyrus SASL canonicalisation (librdkafka, kafka-python with MIT's defaults): the CNAME
+//! target, then the reverse name of the first address. Whatever the mode, the step warns about the
+//! principals other clients would request (IP literals, aliases, reverse DNS that names another host).
+//! The realm is the host's `[domain_realm]` entry, else the default realm. The doctor then asks for
+//! exactly that principal (a `GSS_KRB5_NT_PRINCIPAL_NAME`, so MIT does not canonicalise it again).
+//! Lookups use /etc/hosts (file order, as glibc) and DNS through hickory-resolver.
+//!
+//! # Clock
+//! The `kdc` step reads the KDC's clock from the KRB-ERROR it sends for an AS-REQ for the
+//! non-existent principal `kgate-doctor-clock-check` (see [`kdc_clock`]; the KDC logs it as an
+//! unknown client); `credentials` fails when the difference exceeds krb5.conf's `clockskew`.
+//!
 //! # KVNO comparison (`--server-keytab`)
 //! The key version and enctype of the service ticket are read from the AP-REQ the client sends
 //! (they travel in the clear, see [`super::apreq`]), so no `kvno` tool is needed. They are compared
