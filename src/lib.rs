@@ -15,6 +15,7 @@ pub mod app;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod diag;
 pub mod error;
 pub mod listener;
 pub mod protocol;

@@ -1,0 +1,260 @@
+//! `kgate doctor kerberos`: a client-side diagnosis of Kerberos (SASL/GSSAPI) against a Kafka listener.
+//! See [`crate::diag::doctor`] for the steps. [`run`] is what `main` calls; [`execute`] returns the exit
+//! code and the text, for tests.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::diag::{diagnose, ClientDnsLookup, DoctorOptions, LoginSource};
+
+const KERBEROS_ABOUT: &str = "Diagnose Kerberos (SASL/GSSAPI) from the client side, ending with a real handshake";
+
+const KERBEROS_LONG_ABOUT: &str = "\
+Walk what a Java or librdkafka client does to authenticate to a Kafka GSSAPI
+listener and report each step as ok, warn or fail, with why and how to fix it:
+
+  jaas            the KafkaClient section of a JAAS file (--jaas)
+  krb5_conf       which krb5.conf, default_realm, the host's realm
+  spn             the host the client puts into the service principal
+  kdc             TCP connections to the realm's KDCs
+  credentials     a TGT from the keytab or the ticket cache
+  service_ticket  a ticket for <service-name>/<host>@REALM
+  server_keytab   does the broker's keytab decrypt it (--server-keytab)
+  handshake       ApiVersions, SaslHandshake, SaslAuthenticate with the
+                  listener (SASL_PLAINTEXT)
+
+No running kgate is needed until the last step. The identity comes from
+--keytab with --principal, from --jaas, or from the ticket cache (KRB5CCNAME,
+after kinit). With a keytab the doctor uses a private in-memory ticket cache.
+
+Exit status: 0 every step passed (warnings allowed); 1 a step failed;
+64 bad usage.";
+
+const KERBEROS_EXAMPLES: &str = "\
+Examples:
+  kgate doctor kerberos --bootstrap broker1.example.com:9093 \\
+      --keytab /etc/kafka/client.keytab --principal client@EXAMPLE.COM
+  kgate doctor kerberos --bootstrap broker1.example.com:9093 --jaas kafka_client_jaas.conf \\
+      --server-keytab /etc/kgate/kafka.keytab --json
+  kinit alice@EXAMPLE.COM && kgate doctor kerberos --bootstrap 10.0.0.5:9093 --dns-canonicalize";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DnsLookupArg {
+    #[value(name = "use_all_dns_ips")]
+    UseAllDnsIps,
+    #[value(name = "resolve_canonical_bootstrap_servers_only")]
+    ResolveCanonicalBootstrapServersOnly,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum DoctorCommand {
+    #[command(about = KERBEROS_ABOUT, long_about = KERBEROS_LONG_ABOUT, after_help = KERBEROS_EXAMPLES)]
+    Kerberos {
+        /// The bootstrap server, HOST:PORT ([IPv6]:PORT), of a SASL_PLAINTEXT listener with GSSAPI.
+        #[arg(long, value_name = "HOST:PORT")]
+        bootstrap: Option<String>,
+        /// sasl.kerberos.service.name: the first component of the broker's principal.
+        #[arg(long, value_name = "NAME", default_value = "kafka")]
+        service_name: String,
+        /// krb5.conf to use (default: KRB5_CONFIG, then /etc/krb5.conf).
+        #[arg(long, value_name = "FILE")]
+        krb5_conf: Option<PathBuf>,
+        /// Log in from this keytab (needs --principal).
+        #[arg(long, value_name = "FILE")]
+        keytab: Option<PathBuf>,
+        /// The client principal in --keytab, e.g. client@EXAMPLE.COM.
+        #[arg(long, value_name = "NAME")]
+        principal: Option<String>,
+        /// The client's JAAS file (KafkaClient section) or sasl.jaas.config value / properties file.
+        #[arg(long, value_name = "FILE")]
+        jaas: Option<PathBuf>,
+        /// Kafka's client.dns.lookup: how a Java client turns the bootstrap host into the principal's host.
+        #[arg(long, value_enum, value_name = "MODE", default_value = "use_all_dns_ips")]
+        client_dns_lookup: DnsLookupArg,
+        /// Canonicalise the host like MIT krb5 / Cyrus SASL with rdns (librdkafka): forward, then reverse DNS.
+        #[arg(long)]
+        dns_canonicalize: bool,
+        /// The broker's keytab: compare its kvno and enctypes with the service ticket and try to decrypt it.
+        #[arg(long, value_name = "FILE")]
+        server_keytab: Option<PathBuf>,
+        /// Seconds to wait for each network operation (DNS, TCP connect, a Kafka response).
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        timeout: u64,
+        /// Print {"ok", "steps": [{"name", "status", "detail", "why", "fix"}]} instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command, prints its output, returns the exit code (0 ok, 1 a step failed, 64 bad usage).
+pub fn run(cmd: DoctorCommand) -> ExitCode {
+    let (code, out) = execute(cmd);
+    if code == 64 {
+        eprint!("{out}");
+    } else {
+        print!("{out}");
+    }
+    ExitCode::from(code)
+}
+
+/// The exit code and what to print.
+pub fn execute(cmd: DoctorCommand) -> (u8, String) {
+    let (opts, json) = match options(cmd) {
+        Ok(o) => o,
+        Err(e) => return (64, format!("kgate doctor kerberos: {e}\n")),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                70,
+                format!("kgate doctor kerberos: cannot start the async runtime: {e}\n"),
+            )
+        }
+    };
+    let report = runtime.block_on(diagnose(&opts));
+    let text = if json {
+        format!("{}\n", report.json())
+    } else {
+        report.human()
+    };
+    (report.exit_code(), text)
+}
+
+fn options(cmd: DoctorCommand) -> Result<(DoctorOptions, bool), String> {
+    let DoctorCommand::Kerberos {
+        bootstrap,
+        service_name,
+        krb5_conf,
+        keytab,
+        principal,
+        jaas,
+        client_dns_lookup,
+        dns_canonicalize,
+        server_keytab,
+        timeout,
+        json,
+    } = cmd;
+    let bootstrap = bootstrap.ok_or("--bootstrap HOST:PORT is required")?;
+    let first = bootstrap.split(',').next().unwrap_or("").trim();
+    let (host, port) = crate::config::split_host_port(first)
+        .ok_or_else(|| format!("--bootstrap {bootstrap:?} is not HOST:PORT (e.g. broker1.example.com:9093)"))?;
+    if port == 0 {
+        return Err("--bootstrap: port 0 is not a listener port".into());
+    }
+    if service_name.is_empty() || service_name.contains('/') || service_name.contains('@') {
+        return Err(format!(
+            "--service-name {service_name:?}: expected a name such as kafka"
+        ));
+    }
+    let login = match (keytab, principal, jaas) {
+        (Some(keytab), Some(principal), None) => LoginSource::Keytab { keytab, principal },
+        (Some(_), None, None) => return Err("--keytab needs --principal (the client principal in the keytab)".into()),
+        (None, Some(_), None) => return Err("--principal needs --keytab (for a ticket cache, give neither)".into()),
+        (None, None, Some(jaas)) => LoginSource::Jaas(jaas),
+        (None, None, None) => LoginSource::TicketCache,
+        (_, _, Some(_)) => return Err("give either --jaas or --keytab/--principal, not both".into()),
+    };
+    if timeout == 0 || timeout > 600 {
+        return Err("--timeout must be 1-600 seconds".into());
+    }
+    Ok((
+        DoctorOptions {
+            host: host.to_string(),
+            port,
+            service_name,
+            krb5_conf,
+            login,
+            client_dns_lookup: match client_dns_lookup {
+                DnsLookupArg::UseAllDnsIps => ClientDnsLookup::UseAllDnsIps,
+                DnsLookupArg::ResolveCanonicalBootstrapServersOnly => {
+                    ClientDnsLookup::ResolveCanonicalBootstrapServersOnly
+                }
+            },
+            dns_canonicalize,
+            server_keytab,
+            timeout: Duration::from_secs(timeout),
+        },
+        json,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: DoctorCommand,
+    }
+
+    fn parse(args: &[&str]) -> DoctorCommand {
+        Cli::try_parse_from([&["kgate", "kerberos"], args].concat())
+            .expect("parses")
+            .cmd
+    }
+
+    #[test]
+    fn bad_usage_is_64() {
+        for (args, message) in [
+            (&[][..], "--bootstrap HOST:PORT is required"),
+            (&["--bootstrap", "nohost"][..], "is not HOST:PORT"),
+            (
+                &["--bootstrap", "h:1", "--keytab", "k"][..],
+                "--keytab needs --principal",
+            ),
+            (
+                &["--bootstrap", "h:1", "--principal", "p"][..],
+                "--principal needs --keytab",
+            ),
+            (
+                &["--bootstrap", "h:1", "--jaas", "j", "--keytab", "k", "--principal", "p"][..],
+                "not both",
+            ),
+            (
+                &["--bootstrap", "h:1", "--service-name", "kafka/x"][..],
+                "--service-name",
+            ),
+        ] {
+            let (code, out) = execute(parse(args));
+            assert_eq!(code, 64, "{args:?}: {out}");
+            assert!(out.contains(message), "{args:?}: {out}");
+        }
+    }
+
+    #[test]
+    fn options_are_mapped() {
+        let (opts, json) = options(parse(&[
+            "--bootstrap",
+            "[::1]:9093,other:1",
+            "--keytab",
+            "c.keytab",
+            "--principal",
+            "client",
+            "--client-dns-lookup",
+            "resolve_canonical_bootstrap_servers_only",
+            "--dns-canonicalize",
+            "--json",
+        ]))
+        .expect("valid");
+        assert!(json && opts.dns_canonicalize);
+        assert_eq!((opts.host.as_str(), opts.port), ("::1", 9093));
+        assert_eq!(
+            opts.client_dns_lookup,
+            ClientDnsLookup::ResolveCanonicalBootstrapServersOnly
+        );
+        assert_eq!(
+            opts.login,
+            LoginSource::Keytab {
+                keytab: "c.keytab".into(),
+                principal: "client".into()
+            }
+        );
+        assert_eq!(opts.service_name, "kafka");
+    }
+}
