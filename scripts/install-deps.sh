@@ -14,7 +14,7 @@ die() { echo "install-deps: ERROR: $*" >&2; exit 1; }
 log() { echo "install-deps: $*" >&2; }
 
 APT_PKGS=(kcat krb5-kdc krb5-admin-server krb5-user libkrb5-dev libgssapi-krb5-2
-          libsasl2-modules libsasl2-modules-gssapi-mit libclang-dev librdkafka-dev pkg-config)
+          libsasl2-modules libsasl2-modules-gssapi-mit libclang-dev librdkafka-dev pkg-config faketime)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -116,16 +116,40 @@ fn gssapi_factory(kerberos: &KerberosConfig, listener: &ListenerConfig) -> Resul
 }
 
 /// Everything `start` checks before touching the data directory or binding a port: the config
-/// itself and the files it points at (`kgate check-config`).
-pub fn check(config: &Config) -> Result<(), StartupError> {
+/// itself, the advertised hosts of GSSAPI listeners and the files the config points at
+/// (`kgate check-config`).
+pub async fn check(config: &Config) -> Result<(), StartupError> {
     config.validate()?;
+    check_kerberos_hosts(config).await?;
     load_security_material(config).map(|_| ())
+}
+
+/// GSSAPI clients ask for `service/<the host they dialled>`: every advertised host needs that
+/// principal in the keytab (hard error unless `kerberos.skip_startup_checks`), and DNS that
+/// disagrees with it is worth a warning naming the clients that will fail.
+async fn check_kerberos_hosts(config: &Config) -> Result<(), StartupError> {
+    let report = crate::diag::check_gssapi_listeners(config).await;
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    let skip = config.kerberos.as_ref().is_some_and(|k| k.skip_startup_checks);
+    if report.errors.is_empty() {
+        return Ok(());
+    }
+    if skip {
+        for e in &report.errors {
+            tracing::warn!("{e} (starting anyway: kerberos.skip_startup_checks = true)");
+        }
+        return Ok(());
+    }
+    Err(StartupError::InvalidConfig(report.errors))
 }
 
 /// Loads and checks everything, opens the backend and binds every listener; nothing is served
 /// until all of them succeed.
 pub async fn start(config: Config) -> Result<Running, StartupError> {
     config.validate()?;
+    check_kerberos_hosts(&config).await?;
     let security = load_security_material(&config)?;
     let backend: Arc<dyn Backend> = EmbeddedBroker::open(&config).await?;
     let mut bound = Vec::new();

@@ -36,6 +36,10 @@ pub struct KerberosConfig {
     /// sasl.kerberos.principal.to.local.rules, first match wins.
     #[serde(default = "default_principal_to_local_rules")]
     pub principal_to_local_rules: Vec<String>,
+    /// Start even when an advertised host has no `service/<host>@REALM` in the keytab (the start-up
+    /// check otherwise refuses, because every client of that listener would fail).
+    #[serde(default)]
+    pub skip_startup_checks: bool,
 }
 
 fn default_service_name() -> String {

@@ -63,6 +63,9 @@ SIGTERM or Ctrl-C stops accepting connections, finishes requests in flight, flus
     /// Kerberos principal names: what sasl.kerberos.principal.to.local rules make of a principal.
     #[command(subcommand)]
     Principal(kgate::cli::principal::PrincipalCommand),
+    /// Diagnose what a client will run into: `kgate doctor kerberos` walks a Kerberos login step by step.
+    #[command(subcommand)]
+    Doctor(kgate::cli::doctor::DoctorCommand),
     /// Check a configuration file and print every problem found, without starting anything.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -83,7 +86,16 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 64 (EX_USAGE) like every other usage problem kgate reports; --help and
+    // --version print and exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     init_logging(cli.log_format);
     match cli.command {
         Command::Serve { config, data_dir } => {
@@ -119,7 +131,14 @@ fn main() -> ExitCode {
         Command::Users(cmd) => kgate::cli::users::run(cmd),
         Command::Certs(cmd) => kgate::cli::certs::run(cmd),
         Command::Principal(cmd) => kgate::cli::principal::run(cmd),
-        Command::CheckConfig { config } => match Config::load(&config).and_then(|c| kgate::app::check(&c)) {
+        Command::Doctor(cmd) => kgate::cli::doctor::run(cmd),
+        Command::CheckConfig { config } => match Config::load(&config).and_then(|c| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| kgate::error::StartupError::InvalidConfig(vec![format!("cannot start a runtime: {e}")]))?;
+            runtime.block_on(kgate::app::check(&c))
+        }) {
             Ok(()) => {
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS

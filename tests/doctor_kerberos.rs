@@ -355,6 +355,7 @@ fn doctor_kerberos_scenarios() {
             service_name: "kafka".into(),
             krb5_conf: Some(kdc.path("krb5.conf")),
             principal_to_local_rules: vec!["DEFAULT".into()],
+            skip_startup_checks: false,
         }),
         security: kgate::config::SecurityConfig {
             users_file: Some(kdc.path("users.toml")),

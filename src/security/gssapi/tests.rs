@@ -88,6 +88,7 @@ fn config(kdc: &Kdc) -> KerberosConfig {
         service_name: "kafka".into(),
         krb5_conf: Some(kdc.path("krb5.conf")),
         principal_to_local_rules: vec!["DEFAULT".into()],
+        skip_startup_checks: false,
     }
 }
 
