@@ -262,7 +262,7 @@ fn decode_saslname(s: &str) -> Option<String> {
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
     let body = s.trim_end_matches('=');
     let pad = s.len() - body.len();
-    let shape_ok = s.len() % 4 == 0
+    let shape_ok = s.len().is_multiple_of(4)
         && pad <= 2
         && (pad == 0 || body.len() % 4 == 4 - pad)
         && body
