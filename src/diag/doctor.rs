@@ -835,6 +835,17 @@ async fn kdc_step(
     }
     if let Some(c) = &clock {
         parts.push(format!("this clock is {} the KDC's", describe_offset(c.seconds)));
+        // MIT's default clockskew: beyond it the KDC and every broker refuse this host's tickets.
+        if c.seconds.abs() > 300 {
+            report.push(Step::warn(
+                STEP_KDC,
+                parts.join("; "),
+                "Kerberos tolerates 5 minutes of clock difference (clockskew); beyond it logins fail with \"Clock skew too \
+                 great\" (KRB_AP_ERR_SKEW), at the KDC or at the broker.",
+                "synchronise the clocks of clients, brokers and KDCs (NTP/chrony)",
+            ));
+            return (true, clock);
+        }
     }
     if unreachable.is_empty() {
         report.push(Step::ok(STEP_KDC, parts.join("; ")));

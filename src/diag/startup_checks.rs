@@ -89,13 +89,24 @@ async fn check_with(config: &Config, dns: &dyn Lookup) -> StartupReport {
                         (svc == service && r == realm).then(|| h.to_string())
                     })
                     .collect();
-                let held: Vec<&str> = entries.iter().map(|(p, _, _)| p.as_str()).collect();
+                // A keytab holds one entry per key version: name each principal once.
+                let mut held: Vec<&str> = Vec::new();
+                for (p, _, _) in entries {
+                    if !held.contains(&p.as_str()) {
+                        held.push(p);
+                    }
+                }
+                let mut hosts = hosts;
+                hosts.sort();
+                hosts.dedup();
                 let keytab = kerberos.keytab.display();
                 let mut message =
                     format!(
                     "{who}: the keytab {keytab} has no key for {principal}, the principal clients ask for when they \
                      connect to the advertised host {host}:{port} (it holds {}). Create it: \
-                     kadmin -q \"addprinc -randkey {principal}\" and kadmin -q \"ktadd -k {keytab} {principal}\"",
+                     kadmin -q \"addprinc -randkey {principal}\" and kadmin -q \"ktadd -k {keytab} {principal}\" (if \
+                     the principal exists already, export its current key without changing it: kadmin.local -q \
+                     \"ktadd -norandkey -k {keytab} {principal}\")",
                     if held.is_empty() { "nothing".to_string() } else { held.join(", ") }
                 );
                 if !hosts.is_empty() {
