@@ -38,6 +38,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::java_regex::{self, Piece};
+
 /// Kafka's RULE_PARSER, anchored at the start (`Matcher.lookingAt()`). Same groups: 2 = DEFAULT, 5 = n,
 /// 6 = format, 8 = regex, 9 = the `s///` part, 10 = pattern, 11 = replacement, 12 = g, 13 = L or U.
 static RULE_PARSER: LazyLock<Regex> = LazyLock::new(|| {
@@ -165,13 +167,6 @@ enum Case {
 enum FormatPiece {
     Literal(String),
     Param(usize),
-}
-
-/// A piece of a parsed Java replacement string.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    Literal(String),
-    Group(usize),
 }
 
 /// What one rule did with a principal, as reported by [`KerberosShortNamer::trace`].
@@ -375,7 +370,7 @@ impl Rule {
                 }
                 let result = match &r.substitution {
                     None => base.clone(),
-                    Some(s) => java_replace(&s.pattern, &base, &s.replacement, s.all),
+                    Some(s) => java_regex::replace(&s.pattern, &base, &s.replacement, s.all),
                 };
                 (Some(base), result)
             }
@@ -443,17 +438,20 @@ fn parse_rule(rule: &str) -> Result<Rule, String> {
             let pattern = translate_java_regex(pattern_source)
                 .and_then(|t| Regex::new(&t).map_err(|e| e.to_string()))
                 .map_err(|e| invalid(bad_regex("s/// pattern", pattern_source, &e)))?;
-            let replacement_pieces = parse_java_replacement(replacement_source, &pattern).map_err(|e| {
-                let slash = if replacement_source.ends_with('\\') {
-                    " A '/' cannot be escaped inside s///."
-                } else {
-                    ""
-                };
-                invalid(format!(
-                    "the replacement `{replacement_source}` cannot be used: {e} (Kafka fails every \
+            let replacement_pieces =
+                java_regex::parse_replacement(&replacement_source.chars().collect::<Vec<char>>(), &pattern).map_err(
+                    |e| {
+                        let slash = if replacement_source.ends_with('\\') {
+                            " A '/' cannot be escaped inside s///."
+                        } else {
+                            ""
+                        };
+                        invalid(format!(
+                            "the replacement `{replacement_source}` cannot be used: {e} (Kafka fails every \
                      authentication this rule applies to). Use $1..$9 for the pattern's groups and \\$ for '$'.{slash}"
-                ))
-            })?;
+                        ))
+                    },
+                )?;
             Some(Substitution {
                 pattern_source: pattern_source.to_string(),
                 replacement_source: replacement_source.to_string(),
@@ -595,125 +593,6 @@ fn render_format(format: &[FormatPiece], params: &[&str]) -> String {
             FormatPiece::Param(k) => out.push_str(params.get(*k).copied().unwrap_or("")),
         }
     }
-    out
-}
-
-/// Java's `Matcher.appendReplacement` syntax: `\c` is `c`, `$n` a group (more digits are taken while the
-/// number stays a group), `${name}` a named group. Errors where Java throws.
-fn parse_java_replacement(replacement: &str, pattern: &Regex) -> Result<Vec<Piece>, String> {
-    let groups = pattern.captures_len().saturating_sub(1);
-    let chars: Vec<char> = replacement.chars().collect();
-    let mut pieces = Vec::new();
-    let mut literal = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '\\' => {
-                let Some(&c) = chars.get(i + 1) else {
-                    return Err("it ends with a lone '\\' (character to be escaped is missing)".into());
-                };
-                literal.push(c);
-                i += 2;
-            }
-            '$' => {
-                i += 1;
-                let Some(&next) = chars.get(i) else {
-                    return Err("it ends with '$' (illegal group reference: group index is missing)".into());
-                };
-                let group = if next == '{' {
-                    i += 1;
-                    let start = i;
-                    while chars.get(i).is_some_and(char::is_ascii_alphanumeric) {
-                        i += 1;
-                    }
-                    let name: String = chars[start..i].iter().collect();
-                    if name.is_empty() {
-                        return Err(
-                            "'${' is not followed by a group name (named capturing group has 0 length name)".into(),
-                        );
-                    }
-                    if chars.get(i) != Some(&'}') {
-                        return Err(format!("'${{{name}' has no closing '}}'"));
-                    }
-                    i += 1;
-                    if name.starts_with(|c: char| c.is_ascii_digit()) {
-                        return Err(format!("capturing group name {{{name}}} starts with digit character"));
-                    }
-                    pattern
-                        .capture_names()
-                        .position(|n| n == Some(name.as_str()))
-                        .ok_or_else(|| format!("no group with name {{{name}}} in the pattern"))?
-                } else {
-                    let Some(first) = next.to_digit(10) else {
-                        return Err(format!("'${next}' is an illegal group reference"));
-                    };
-                    let mut group = first as usize;
-                    i += 1;
-                    while let Some(d) = chars.get(i).and_then(|c| c.to_digit(10)) {
-                        let longer = group * 10 + d as usize;
-                        if longer > groups {
-                            break;
-                        }
-                        group = longer;
-                        i += 1;
-                    }
-                    if group > groups {
-                        return Err(format!("no group {group}: the pattern has {groups} group(s)"));
-                    }
-                    group
-                };
-                if !literal.is_empty() {
-                    pieces.push(Piece::Literal(std::mem::take(&mut literal)));
-                }
-                pieces.push(Piece::Group(group));
-            }
-            c => {
-                literal.push(c);
-                i += 1;
-            }
-        }
-    }
-    if !literal.is_empty() {
-        pieces.push(Piece::Literal(literal));
-    }
-    Ok(pieces)
-}
-
-/// Java's `replaceFirst` (`all == false`) or `replaceAll`: matches are found by successive `find()`
-/// calls; after an empty match the search resumes one character later, and an empty match right after a
-/// non-empty one counts (the `regex` crate's iterators skip it, hence this loop).
-fn java_replace(pattern: &Regex, text: &str, replacement: &[Piece], all: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
-    let mut from = 0;
-    while from <= text.len() {
-        let Some(caps) = pattern.captures_at(text, from) else {
-            break;
-        };
-        let Some(m) = caps.get(0) else {
-            break;
-        };
-        out.push_str(&text[copied..m.start()]);
-        for piece in replacement {
-            match piece {
-                Piece::Literal(s) => out.push_str(s),
-                Piece::Group(g) => out.push_str(caps.get(*g).map_or("", |g| g.as_str())),
-            }
-        }
-        copied = m.end();
-        if !all {
-            break;
-        }
-        from = if m.is_empty() {
-            match text[m.end()..].chars().next() {
-                Some(c) => m.end() + c.len_utf8(),
-                None => break,
-            }
-        } else {
-            m.end()
-        };
-    }
-    out.push_str(&text[copied..]);
     out
 }
 
@@ -1510,8 +1389,8 @@ mod tests {
     fn java_replace_first_and_all() {
         let replace = |pattern: &str, text: &str, replacement: &str, all: bool| {
             let re = Regex::new(&translate_java_regex(pattern).unwrap()).unwrap();
-            let pieces = parse_java_replacement(replacement, &re).unwrap();
-            java_replace(&re, text, &pieces, all)
+            let pieces = java_regex::parse_replacement(&replacement.chars().collect::<Vec<char>>(), &re).unwrap();
+            java_regex::replace(&re, text, &pieces, all)
         };
         assert_eq!(replace("a", "banana", "o", false), "bonana");
         assert_eq!(replace("a", "banana", "o", true), "bonono");

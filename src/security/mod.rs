@@ -9,6 +9,7 @@
 pub mod credentials;
 mod crypto;
 pub mod gssapi;
+mod java_regex;
 pub mod kerberos_name;
 pub mod mechanism;
 pub mod plain;

@@ -23,6 +23,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::java_regex::{self, Piece};
+
 /// Java's `\s` (`[ \t\n\x0B\f\r]`) and `.` (anything but a line terminator), spelled out for `regex`.
 const JAVA_WS: &str = r"[ \t\n\x0B\x0C\r]";
 const JAVA_DOT: &str = r"[^\n\r\x{85}\x{2028}\x{2029}]";
@@ -72,13 +74,6 @@ enum Case {
     Keep,
     Lower,
     Upper,
-}
-
-/// A parsed Java replacement string.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    Literal(String),
-    Group(usize),
 }
 
 impl SslPrincipalMapper {
@@ -148,7 +143,7 @@ impl Rule {
         if !r.whole.is_match(dn) {
             return None;
         }
-        let name = java_replace_all(&r.pattern, dn, &r.replacement);
+        let name = java_regex::replace(&r.pattern, dn, &r.replacement, true);
         Some(match r.case {
             Case::Keep => name,
             Case::Lower => name.to_lowercase(),
@@ -203,7 +198,11 @@ fn parse_rule(rule: &str) -> Result<Option<Rule>, String> {
     };
     let pattern = Regex::new(source_pattern).map_err(bad_pattern)?;
     let whole = Regex::new(&format!(r"\A(?:{source_pattern})\z")).map_err(bad_pattern)?;
-    let replacement = parse_java_replacement(source_replacement, &pattern).map_err(|e| {
+    let replacement = java_regex::parse_replacement(
+        &kafka_escape_back_references(source_replacement, pattern.captures_len().saturating_sub(1))?,
+        &pattern,
+    )
+    .map_err(|e| {
         format!(
             "ssl.principal.mapping.rules entry `{rule}`: the replacement `{source_replacement}` cannot be \
              used: {e} (Kafka fails every connection this rule matches). Use $1..$9 for groups and \\$ for a \
@@ -262,119 +261,6 @@ fn kafka_escape_back_references(replacement: &str, groups: usize) -> Result<Vec<
         }
     }
     Ok(value)
-}
-
-/// Java's `Matcher.appendReplacement` parsing, after Kafka's escaping.
-fn parse_java_replacement(replacement: &str, pattern: &Regex) -> Result<Vec<Piece>, String> {
-    let groups = pattern.captures_len().saturating_sub(1);
-    let chars = kafka_escape_back_references(replacement, groups)?;
-    let mut pieces = Vec::new();
-    let mut literal = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '\\' => {
-                let Some(&c) = chars.get(i + 1) else {
-                    return Err("it ends with a lone backslash (character to be escaped is missing)".into());
-                };
-                literal.push(c);
-                i += 2;
-            }
-            '$' => {
-                i += 1;
-                let Some(&next) = chars.get(i) else {
-                    return Err("it ends with '$' (group index is missing)".into());
-                };
-                let group = if next == '{' {
-                    i += 1;
-                    let start = i;
-                    while chars.get(i).is_some_and(char::is_ascii_alphanumeric) {
-                        i += 1;
-                    }
-                    let name: String = chars[start..i].iter().collect();
-                    if name.is_empty() {
-                        return Err("${} names no group".into());
-                    }
-                    if chars.get(i) != Some(&'}') {
-                        return Err(format!("${{{name} is missing its closing '}}'"));
-                    }
-                    i += 1;
-                    if name.starts_with(|c: char| c.is_ascii_digit()) {
-                        return Err(format!("group name {{{name}}} starts with a digit"));
-                    }
-                    pattern
-                        .capture_names()
-                        .position(|n| n == Some(name.as_str()))
-                        .ok_or_else(|| format!("no group named {{{name}}} in the pattern"))?
-                } else {
-                    let Some(first) = next.to_digit(10) else {
-                        return Err(format!("'${next}' is not a group reference (illegal group reference)"));
-                    };
-                    let mut group = first as usize;
-                    i += 1;
-                    while let Some(d) = chars.get(i).and_then(|c| c.to_digit(10)) {
-                        let longer = group * 10 + d as usize;
-                        if longer > groups {
-                            break;
-                        }
-                        group = longer;
-                        i += 1;
-                    }
-                    if group > groups {
-                        return Err(format!("no group {group}: the pattern has {groups} group(s)"));
-                    }
-                    group
-                };
-                if !literal.is_empty() {
-                    pieces.push(Piece::Literal(std::mem::take(&mut literal)));
-                }
-                pieces.push(Piece::Group(group));
-            }
-            c => {
-                literal.push(c);
-                i += 1;
-            }
-        }
-    }
-    if !literal.is_empty() {
-        pieces.push(Piece::Literal(literal));
-    }
-    Ok(pieces)
-}
-
-/// Java's `String.replaceAll`: every match found by successive `find()` calls is replaced; after an
-/// empty match the search resumes one character later, and an empty match right after a non-empty one
-/// counts (the `regex` crate's iterators skip it, hence this loop).
-fn java_replace_all(pattern: &Regex, text: &str, replacement: &[Piece]) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
-    let mut from = 0;
-    while from <= text.len() {
-        let Some(caps) = pattern.captures_at(text, from) else {
-            break;
-        };
-        let Some(m) = caps.get(0) else {
-            break;
-        };
-        out.push_str(&text[copied..m.start()]);
-        for piece in replacement {
-            match piece {
-                Piece::Literal(s) => out.push_str(s),
-                Piece::Group(g) => out.push_str(caps.get(*g).map_or("", |g| g.as_str())),
-            }
-        }
-        copied = m.end();
-        from = if m.is_empty() {
-            match text[m.end()..].chars().next() {
-                Some(c) => m.end() + c.len_utf8(),
-                None => break,
-            }
-        } else {
-            m.end()
-        };
-    }
-    out.push_str(&text[copied..]);
-    out
 }
 
 #[cfg(test)]
@@ -524,10 +410,10 @@ mod tests {
             ("RULE:^CN=(.*$/$1/", "not a usable regular expression"),
             ("RULE:^CN=(?=x)(.*)$/$1/", "not a usable regular expression"),
             ("RULE:^CN=(.*)$/$/", "ends with '$'"),
-            ("RULE:^CN=(.*)$/$x/", "not a group reference"),
+            ("RULE:^CN=(.*)$/$x/", "is an illegal group reference"),
             ("RULE:^CN=.*$/$1/", "no group 1"),
-            ("RULE:^CN=(.*)$/${nope}/", "no group named"),
-            ("RULE:^CN=(.*)$/${1x}/", "starts with a digit"),
+            ("RULE:^CN=(.*)$/${nope}/", "no group with name"),
+            ("RULE:^CN=(.*)$/${1x}/", "starts with digit character"),
             // Two out-of-range references: Kafka's escaping leaves the second one unescaped.
             ("RULE:^CN=(.*)$/$5$6/", "no group 6"),
         ] {
