@@ -19,5 +19,6 @@ pub mod diag;
 pub mod error;
 pub mod listener;
 pub mod protocol;
+pub mod rewrite;
 pub mod security;
 pub mod session;
