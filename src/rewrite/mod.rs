@@ -30,6 +30,8 @@
 //! * KRaft-internal responses with endpoints (Vote, Begin/EndQuorumEpoch, FetchSnapshot, raft Fetch) are
 //!   controller-to-controller traffic; kgate must not forward those apis to clients, so they are not handled here.
 //!
+//! `Ok(None)` means "forward the original bytes": the api/version carries no address, or nothing needed changing
+//! (Produce/Fetch with no `node_endpoints`, the common case, are decoded but not re-encoded).
 //! Everything else survives: the crate keeps unknown tagged fields, and bodies with trailing bytes are refused
 //! (they would be dropped by re-encoding). Known limitation shared with all decoding in kgate (README): the crate
 //! sizes a `Vec` from an array length read off the wire before reading its elements.
@@ -41,7 +43,7 @@ mod responses;
 mod tests;
 
 pub use addressing::{BrokerAddressing, ID_PLACEHOLDER};
-pub use responses::{carries_addresses, rewrite_response};
+pub use responses::{carries_addresses, rewrite_response, rewrite_response_bytes};
 
 use kafka_protocol::messages::ApiKey;
 

@@ -94,13 +94,24 @@ fn check<M: Addressed>(version: i16, message: M) {
     );
 
     // Identity-like mapping: byte for byte (unknown tagged fields included).
-    let same = rewrite_response(api, version, &body, &upstream()).unwrap().unwrap();
+    let same = responses::reencode(api, version, &body, &upstream()).unwrap();
     if !M::HIDES {
         assert_eq!(&same[..], &body[..], "{ctx}: identity rewrite changed bytes");
+        // Nothing to change: the caller is told to forward the original bytes.
+        assert!(
+            rewrite_response(api, version, &body, &upstream()).unwrap().is_none(),
+            "{ctx}"
+        );
     }
+    let zero_copy = rewrite_response_bytes(api, version, body.clone(), &target()).unwrap();
 
     // Real rewrite: every address is the listener's, and nothing else changed.
-    let out = rewrite_response(api, version, &body, &target()).unwrap().unwrap();
+    let out = responses::reencode(api, version, &body, &target()).unwrap();
+    // Some exactly when the bytes change, and then the same bytes whichever entry point was used.
+    assert_eq!(zero_copy.is_some(), out[..] != body[..], "{ctx}");
+    if let Some(z) = zero_copy {
+        assert_eq!(z, out, "{ctx}");
+    }
     let mut rewritten: M = decode(&out, version);
     let addresses = rewritten.addresses(version);
     for (id, host, port) in &addresses {
@@ -211,9 +222,13 @@ fn metadata_every_version() {
         check(v, metadata(v, &IDS));
         // An empty brokers list is rewritten to the same bytes.
         let empty = encode(&metadata(v, &[]), v);
-        let out = rewrite_response(ApiKey::Metadata, v, &empty, &target())
-            .unwrap()
-            .unwrap();
+        assert!(
+            rewrite_response(ApiKey::Metadata, v, &empty, &target())
+                .unwrap()
+                .is_none(),
+            "v{v}"
+        );
+        let out = responses::reencode(ApiKey::Metadata, v, &empty, &target()).unwrap();
         assert_eq!(&out[..], &empty[..], "v{v}");
     }
 }
@@ -294,10 +309,12 @@ fn find_coordinator_every_version() {
         }
         check(v, err.clone());
         let body = encode(&err, v);
-        let out = rewrite_response(ApiKey::FindCoordinator, v, &body, &target())
-            .unwrap()
-            .unwrap();
-        assert_eq!(&out[..], &body[..], "v{v}");
+        assert!(
+            rewrite_response(ApiKey::FindCoordinator, v, &body, &target())
+                .unwrap()
+                .is_none(),
+            "v{v}"
+        );
     }
 }
 
@@ -627,9 +644,10 @@ fn describe_quorum_hides_controller_listeners() {
         );
         // Without listeners the bytes are unchanged.
         let bare = encode(&describe_quorum(false), v);
-        let same = rewrite_response(ApiKey::DescribeQuorum, v, &bare, &target())
+        assert!(rewrite_response(ApiKey::DescribeQuorum, v, &bare, &target())
             .unwrap()
-            .unwrap();
+            .is_none());
+        let same = responses::reencode(ApiKey::DescribeQuorum, v, &bare, &target()).unwrap();
         assert_eq!(&same[..], &bare[..]);
     }
     assert!(!carries_addresses(ApiKey::DescribeQuorum, 1));
