@@ -55,10 +55,16 @@ impl BrokerAddressing {
     /// `address_of` re-checks what applies to each id, so skipping this is safe, only less early.
     pub fn validate(&self) -> Result<(), RewriteError> {
         match self {
-            BrokerAddressing::PortPerBroker { host, explicit, .. } => {
+            BrokerAddressing::PortPerBroker {
+                host,
+                base_port,
+                explicit,
+            } => {
                 if host.is_empty() {
                     return Err(RewriteError::EmptyHost { node_id: None });
                 }
+                // Broker 0's port: the base itself must be usable.
+                checked_port(0, i64::from(*base_port))?;
                 for (&id, (h, p)) in explicit {
                     if id < 0 {
                         return Err(RewriteError::NegativeNodeId(id));
@@ -233,6 +239,8 @@ mod tests {
         assert!(bad_explicit.validate().is_err());
         assert!(ppb(9100, &[(2, "", 9000)]).validate().is_err());
         assert!(ppb(9100, &[(-2, "h", 9000)]).validate().is_err());
+        assert!(ppb(0, &[]).validate().is_err());
+        assert!(ppb(65_536, &[]).validate().is_err());
     }
 
     #[test]
