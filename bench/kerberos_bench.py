@@ -118,7 +118,17 @@ def throughput_child(a):
     from confluent_kafka.admin import AdminClient
     sec = json.loads(sys.stdin.read())
     workload.Producer = lambda conf, **kw: Producer({**conf, **sec}, **kw)
-    workload.Consumer = lambda conf, **kw: Consumer({**conf, **sec}, **kw)
+    from confluent_kafka import libversion
+    # librdkafka before 2.1 has no fetch.queue.backoff.ms (and no such backoff to disable).
+    old = libversion()[1] < 0x020100FF
+
+    def consumer(conf, **kw):
+        merged = {**conf, **sec}
+        if old:
+            merged.pop("fetch.queue.backoff.ms", None)
+        return Consumer(merged, **kw)
+
+    workload.Consumer = consumer
     workload.AdminClient = lambda conf, **kw: AdminClient({**conf, **sec}, **kw)
     workload.create(a.bootstrap, a.topic)
     out = {"produce": workload.produce_throughput(a.bootstrap, a.topic, a.n, SIZE)}
