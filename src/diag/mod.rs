@@ -27,22 +27,10 @@ pub use doctor::{diagnose, ClientDnsLookup, DoctorOptions, LoginSource};
 pub use report::{Report, Status, Step};
 pub use startup_checks::{check_gssapi_listeners, StartupReport};
 
-/// MIT's enctype names (as `klist -e` prints them), the same table as the keytab reader's.
+/// MIT's enctype names (as `klist -e` prints them): the keytab reader's table.
 pub fn enctype_name(enctype: i32) -> String {
-    let name = match enctype {
-        1 => "des-cbc-crc",
-        2 => "des-cbc-md4",
-        3 => "des-cbc-md5",
-        16 => "des3-cbc-sha1",
-        17 => "aes128-cts-hmac-sha1-96",
-        18 => "aes256-cts-hmac-sha1-96",
-        19 => "aes128-cts-hmac-sha256-128",
-        20 => "aes256-cts-hmac-sha384-192",
-        23 => "arcfour-hmac",
-        24 => "arcfour-hmac-exp",
-        25 => "camellia128-cts-cmac",
-        26 => "camellia256-cts-cmac",
-        other => return format!("enctype {other}"),
-    };
-    name.to_string()
+    match u16::try_from(enctype) {
+        Ok(e) => crate::security::gssapi::enctype_name(e),
+        Err(_) => format!("enctype {enctype}"),
+    }
 }

@@ -55,6 +55,8 @@
 //! is sent as empty AuthBytes; in legacy raw framing (handshake v0 and 0.9 clients) Kafka sends no
 //! packet at all for it.
 mod keytab;
+
+pub(crate) use keytab::enctype_name;
 #[cfg(test)]
 mod tests;
 

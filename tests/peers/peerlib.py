@@ -49,15 +49,17 @@ def _toml_value(v) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (str, Path)):
+        return json.dumps(str(v))  # a JSON string is a valid TOML basic string
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table, e.g. a listener's `tls`
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
 def to_toml(cfg: dict) -> str:
-    """Minimal TOML writer: top-level scalars, tables of scalars, arrays of tables of scalars."""
+    """Minimal TOML writer: top-level scalars, tables, arrays of tables; nested tables are written inline."""
     out, tables, arrays = [], [], []
     for k, v in cfg.items():
         if isinstance(v, dict):

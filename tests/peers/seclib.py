@@ -30,7 +30,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from peerlib import Kgate, Reader, free_port, kstr, recv_exact
+from peerlib import Kgate, Reader, free_port, kstr, recv_exact, to_toml  # noqa: F401 (to_toml is re-exported)
 
 ALL_MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 SASL_AUTHENTICATION_FAILED = 58
@@ -172,40 +172,6 @@ def provision(kgate_bin: str, root: Path, users: tuple[str, ...] = ("alice", "bo
 
 # ----------------------------------------------------------------------------------------------
 # Servers with secured listeners
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (str, Path)):
-        return json.dumps(str(v))
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {v!r} as TOML")
-
-
-def to_toml(cfg: dict) -> str:
-    """TOML with inline tables (peerlib.to_toml has none, and a listener's `tls` is a table)."""
-    out, tables, arrays = [], [], []
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            tables.append((k, v))
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            arrays.append((k, v))
-        else:
-            out.append(f"{k} = {_toml_value(v)}")
-    for k, rows in arrays:
-        for row in rows:
-            out.append(f"\n[[{k}]]")
-            out += [f"{rk} = {_toml_value(rv)}" for rk, rv in row.items()]
-    for k, tbl in tables:
-        out.append(f"\n[{k}]")
-        out += [f"{tk} = {_toml_value(tv)}" for tk, tv in tbl.items()]
-    return "\n".join(out) + "\n"
 
 
 def sasl_plaintext(name: str = "SASL", mechanisms=ALL_MECHANISMS, host: str = "localhost") -> dict:

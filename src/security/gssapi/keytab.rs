@@ -108,7 +108,7 @@ fn escape_into(out: &mut String, bytes: &[u8]) {
 }
 
 /// MIT's names (`krb5_enctype_to_name`, as `klist -e` prints them).
-pub(super) fn enctype_name(enctype: u16) -> String {
+pub(crate) fn enctype_name(enctype: u16) -> String {
     let name = match enctype {
         1 => "des-cbc-crc",
         2 => "des-cbc-md4",
