@@ -7,8 +7,8 @@
 //! The clock-skew scenario runs that child under libfaketime (`faketime`, Debian package `faketime`).
 //! All scenarios share one KDC and one server and run in sequence in one test function; the stale
 //! KVNO scenario re-keys the service principal and therefore runs last.
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::net::TcpListener;
+use std::path::Path;
 use std::process::Command;
 
 use clap::Parser;
@@ -42,47 +42,11 @@ fn doctor_child() {
     std::process::exit(i32::from(code));
 }
 
-/// A KDC started by scripts/kdc.sh; killed by PID on drop.
-struct Kdc {
-    dir: tempfile::TempDir,
-    pid: u32,
-}
+#[path = "common/kdc.rs"]
+mod kdc;
+use kdc::{free_port, Kdc};
 
 impl Kdc {
-    fn start(hosts: &[&str]) -> Kdc {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kdc.sh");
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            let output = Command::new("bash")
-                .arg(&script)
-                .arg(dir.path())
-                .arg(port.to_string())
-                .args(hosts)
-                .output()
-                .expect("run bash scripts/kdc.sh");
-            if output.status.success() {
-                let pid = std::fs::read_to_string(dir.path().join("kdc.pid")).expect("kdc.pid");
-                let pid = pid.trim().parse().expect("numeric pid");
-                return Kdc { dir, pid };
-            }
-            last_error = format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            if !last_error.contains("already in use") {
-                break;
-            }
-        }
-        panic!("scripts/kdc.sh failed (MIT KDC needed: scripts/install-deps.sh): {last_error}");
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     fn kadmin(&self, query: &str) {
         let out = Command::new("kadmin.local")
             .args(["-r", "EXAMPLE.COM", "-q", query])
@@ -117,23 +81,6 @@ impl Kdc {
             .output()
             .expect("kinit");
         assert!(out.status.success(), "kinit: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
-impl Drop for Kdc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.pid.to_string()).status();
-    }
-}
-
-/// A port free for both TCP and UDP on 127.0.0.1 (the KDC listens on both).
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
     }
 }
 

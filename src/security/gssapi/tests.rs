@@ -3,8 +3,6 @@
 //! GSS-API takes its configuration from process-global environment variables (KRB5_CONFIG,
 //! KRB5_KTNAME, KRB5_CLIENT_KTNAME, KRB5CCNAME), so all scenarios that use Kerberos run in sequence
 //! in one test function, under `KERBEROS_ENV`.
-use std::net::{TcpListener, UdpSocket};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -19,64 +17,9 @@ static KERBEROS_ENV: Mutex<()> = Mutex::new(());
 const GENERIC: &str =
     "Authentication failed during authentication due to invalid credentials with SASL mechanism GSSAPI";
 
-/// A KDC started by scripts/kdc.sh; killed by PID on drop.
-struct Kdc {
-    dir: tempfile::TempDir,
-    pid: u32,
-}
-
-impl Kdc {
-    fn start(hosts: &[&str]) -> Kdc {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kdc.sh");
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            let output = Command::new("bash")
-                .arg(&script)
-                .arg(dir.path())
-                .arg(port.to_string())
-                .args(hosts)
-                .output()
-                .expect("run bash scripts/kdc.sh");
-            if output.status.success() {
-                let pid = std::fs::read_to_string(dir.path().join("kdc.pid")).expect("kdc.pid");
-                let pid = pid.trim().parse().expect("numeric pid");
-                return Kdc { dir, pid };
-            }
-            last_error = format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            if !last_error.contains("already in use") {
-                break;
-            }
-        }
-        panic!("scripts/kdc.sh failed (MIT KDC needed: scripts/install-deps.sh): {last_error}");
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-impl Drop for Kdc {
-    fn drop(&mut self) {
-        let _ = Command::new("sh").arg("-c").arg(format!("kill {}", self.pid)).status();
-    }
-}
-
-/// A port free for both TCP and UDP on 127.0.0.1 (the KDC listens on both).
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+#[path = "../../../tests/common/kdc.rs"]
+mod kdc;
+use kdc::Kdc;
 
 fn strip_realm() -> ShortNamer {
     Arc::new(|principal: &str| Ok(principal.split('@').next().unwrap_or(principal).to_string()))
