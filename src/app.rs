@@ -206,6 +206,7 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
             config.network.socket_request_max_bytes,
             auth,
             super_users.clone(),
+            None,
         ));
         accept_tasks.push(tokio::spawn(accept_loop(
             b,

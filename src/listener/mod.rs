@@ -137,6 +137,7 @@ pub async fn accept_loop(
             listener: listener.config.clone(),
             client_addr,
             principal: ANONYMOUS.to_string(),
+            target_node: None,
         };
         let (backend, settings, security, stop) =
             (backend.clone(), settings.clone(), security.clone(), shutdown.clone());

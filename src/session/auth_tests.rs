@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::auth::AuthSettings;
 use super::*;
+use crate::backend::Reply;
 use crate::config::{ListenerConfig, SecurityProtocol};
 use crate::error::RequestError;
 use crate::protocol::VersionTable;
@@ -31,6 +32,15 @@ impl Backend for PrincipalEcho {
         &self.versions
     }
 
+    fn connect(self: Arc<Self>, _ctx: &RequestContext) -> Box<dyn crate::backend::BackendConnection> {
+        Box::new(crate::backend::InOrderConnection(self))
+    }
+
+    async fn shutdown(&self) {}
+}
+
+#[async_trait]
+impl crate::backend::ServesInOrder for PrincipalEcho {
     async fn handle(
         &self,
         ctx: &RequestContext,
@@ -41,8 +51,6 @@ impl Backend for PrincipalEcho {
             other => Err(RequestError::Unsupported { api_key: other }),
         }
     }
-
-    async fn shutdown(&self) {}
 }
 
 struct Harness {
@@ -82,6 +90,7 @@ fn start(protocol: SecurityProtocol, reauth_ms: i64) -> Harness {
         1 << 20,
         Arc::new(auth),
         Arc::new(vec!["User:alice".to_string()]),
+        None,
     ));
     let (client, server) = tokio::io::duplex(1 << 20);
     let ctx = RequestContext {
@@ -89,6 +98,7 @@ fn start(protocol: SecurityProtocol, reauth_ms: i64) -> Harness {
         listener: Arc::new(ListenerConfig::default()),
         client_addr: "127.0.0.1:5555".parse().unwrap(),
         principal: "User:ANONYMOUS".into(),
+        target_node: None,
     };
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(Session::new(server, ctx, backend, settings).run(stop_rx));

@@ -1,27 +1,31 @@
 //! One client connection: read a frame, decide, answer, in order.
 //!
-//! Kafka serves one request per connection at a time (the broker mutes a channel until its
-//! response is sent), so requests here are handled strictly in sequence: responses leave in
-//! request order by construction. Responses are flushed when no further complete request is
-//! already buffered, which batches writes for pipelining clients.
+//! Two halves with data flowing one way. The reading half reads frames, authenticates, answers
+//! what the session serves itself and submits the rest to the backend connection; it queues, in
+//! request order, either a finished frame or the backend's pending reply. The writing half
+//! ([`writer`]) takes that queue in order, awaits each reply, rewrites broker addresses and writes.
+//! Responses therefore leave in request order by construction, while an upstream backend can
+//! already carry the next request (pipelining); the embedded backend does its work inside the
+//! pending reply, so it still serves one request at a time, like Kafka.
 use std::sync::Arc;
 use std::time::Instant;
 
 use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::watch;
-use tracing::{debug, error, info, warn};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info};
 
-use crate::backend::{Backend, Reply, RequestContext};
-use crate::error::Culprit;
-use crate::protocol::frame::holds_complete_frame;
-use crate::protocol::{read_frame, response_prefix, FrameError, RequestFrame, VersionTable};
+use crate::backend::{Backend, BackendConnection, RequestContext};
+use crate::protocol::{read_frame, FrameError, RequestFrame, VersionTable};
+use crate::rewrite::BrokerAddressing;
 
 pub mod api_versions;
 pub mod auth;
 pub mod gateway_apis;
+mod writer;
 
 use auth::{AuthOutcome, AuthSettings, Authenticator};
+use writer::{Outgoing, ReplyTo};
 
 /// Why a session ended; logged once per connection.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,6 +49,8 @@ pub struct SessionSettings {
     pub auth: Arc<AuthSettings>,
     /// super.users: principals allowed everything.
     pub super_users: Arc<Vec<String>>,
+    /// How brokers are shown to this listener's clients; `None` leaves addresses as the backend wrote them.
+    pub addressing: Option<Arc<BrokerAddressing>>,
 }
 
 impl SessionSettings {
@@ -53,6 +59,7 @@ impl SessionSettings {
         max_request_bytes: usize,
         auth: Arc<AuthSettings>,
         super_users: Arc<Vec<String>>,
+        addressing: Option<Arc<BrokerAddressing>>,
     ) -> SessionSettings {
         let mut versions = backend.versions().clone();
         versions.extend(&auth::sasl_versions());
@@ -62,17 +69,30 @@ impl SessionSettings {
             max_request_bytes,
             auth,
             super_users,
+            addressing,
         }
     }
 }
 
 pub struct Session<S> {
+    reading: Reading<S>,
+    writer: tokio::io::WriteHalf<S>,
+}
+
+/// The reading half: frames in, [`Outgoing`] queued in request order.
+struct Reading<S> {
     reader: BufReader<tokio::io::ReadHalf<S>>,
-    writer: BufWriter<tokio::io::WriteHalf<S>>,
     ctx: RequestContext,
-    backend: Arc<dyn Backend>,
+    backend: Box<dyn BackendConnection>,
     settings: Arc<SessionSettings>,
     auth: Authenticator,
+}
+
+/// Why the reading half stopped queueing.
+enum Stop {
+    End(SessionEnd),
+    /// The writing half is gone (client closed, or a reply failed): it knows why.
+    WriterGone,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
@@ -80,38 +100,57 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
     pub fn new(stream: S, ctx: RequestContext, backend: Arc<dyn Backend>, settings: Arc<SessionSettings>) -> Self {
         let (r, w) = tokio::io::split(stream);
         let auth = Authenticator::new(settings.auth.clone(), ctx.client_addr, ctx.principal.clone());
+        let backend = backend.connect(&ctx);
         Session {
-            reader: BufReader::with_capacity(64 * 1024, r),
-            writer: BufWriter::with_capacity(64 * 1024, w),
-            ctx,
-            backend,
-            settings,
-            auth,
+            reading: Reading {
+                reader: BufReader::with_capacity(64 * 1024, r),
+                ctx,
+                backend,
+                settings,
+                auth,
+            },
+            writer: w,
         }
     }
 
     /// Runs until the client leaves, breaks the protocol, or `shutdown` turns true. On shutdown
-    /// the request being served is finished and answered first.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> SessionEnd {
-        let end = loop {
-            if !holds_complete_frame(self.reader.buffer()) {
-                if let Err(e) = self.writer.flush().await {
-                    debug!(error = %e, "write failed; client gone");
-                    break SessionEnd::ClientClosed;
-                }
+    /// every request already read is finished and answered first.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> SessionEnd {
+        let Session { mut reading, writer } = self;
+        let (tx, rx) = mpsc::channel(reading.backend.max_in_flight().max(1));
+        let client = reading.ctx.client_addr;
+        let writer = tokio::spawn(writer::run(writer, rx, client, reading.settings.addressing.clone()));
+        // read_loop consumes the queue's sender: once it returns, the writer finishes what is
+        // queued and closes the connection.
+        let stop = reading.read_loop(tx, shutdown).await;
+        let written = writer.await;
+        match (stop, written) {
+            (Stop::End(end), _) => end,
+            (Stop::WriterGone, Ok(end)) => end,
+            (Stop::WriterGone, Err(e)) => {
+                error!(%client, "writer task failed: {e}");
+                SessionEnd::Failed
             }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + 'static> Reading<S> {
+    async fn read_loop(&mut self, tx: mpsc::Sender<Outgoing>, mut shutdown: watch::Receiver<bool>) -> Stop {
+        loop {
             let limit = self.auth.max_frame_size(self.settings.max_request_bytes);
             let frame = tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|stop| *stop) => break SessionEnd::Shutdown,
+                _ = shutdown.wait_for(|stop| *stop) => return Stop::End(SessionEnd::Shutdown),
+                _ = tx.closed() => return Stop::WriterGone,
                 frame = read_frame(&mut self.reader, limit) => frame,
             };
             let frame = match frame {
                 Ok(Some(frame)) => frame,
-                Ok(None) => break SessionEnd::ClientClosed,
+                Ok(None) => return Stop::End(SessionEnd::ClientClosed),
                 Err(FrameError::Io(e)) => {
-                    debug!(error = %e, "read failed; client gone");
-                    break SessionEnd::ClientClosed;
+                    tracing::debug!(error = %e, "read failed; client gone");
+                    return Stop::End(SessionEnd::ClientClosed);
                 }
                 Err(e) if self.auth.is_authenticating() => {
                     // Kafka: "Failing SASL authentication due to invalid receive size", closed after the
@@ -122,35 +161,32 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                         self.ctx.client_addr.ip()
                     );
                     tokio::time::sleep(self.settings.auth.failed_authentication_delay).await;
-                    break SessionEnd::AuthenticationFailed;
+                    return Stop::End(SessionEnd::AuthenticationFailed);
                 }
                 Err(e) => {
                     info!(client = %self.ctx.client_addr, listener = %self.ctx.listener.name, "closing connection: {e}");
-                    break SessionEnd::ProtocolViolation;
+                    return Stop::End(SessionEnd::ProtocolViolation);
                 }
             };
             let outcome = if self.auth.is_exchanging() {
                 match self.exchange_off_the_runtime(frame).await {
                     Some(outcome) => outcome,
-                    None => break SessionEnd::Failed,
+                    None => return Stop::End(SessionEnd::Failed),
                 }
             } else {
                 self.auth.on_frame(frame, &self.settings.versions, Instant::now())
             };
-            match outcome {
+            let next = match outcome {
                 AuthOutcome::Forward(request) => {
                     if self.ctx.principal != self.auth.principal() {
                         self.ctx.principal = self.auth.principal().to_string();
                     }
-                    if let Some(end) = self.serve(request).await {
-                        break end;
+                    match self.serve(request).await {
+                        Ok(outgoing) => outgoing,
+                        Err(end) => return Stop::End(end),
                     }
                 }
-                AuthOutcome::Reply(frame) => {
-                    if let Some(end) = self.write(&frame).await {
-                        break end;
-                    }
-                }
+                AuthOutcome::Reply(frame) => Outgoing::Frame(frame),
                 AuthOutcome::Fail { reply, reason } => {
                     info!(
                         client = %self.ctx.client_addr, listener = %self.ctx.listener.name,
@@ -160,20 +196,19 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
                     // password guessing; this task sleeps, nobody else waits.
                     tokio::time::sleep(self.settings.auth.failed_authentication_delay).await;
                     if let Some(reply) = reply {
-                        let _ = self.write(&reply).await;
+                        let _ = tx.send(Outgoing::Frame(reply)).await;
                     }
-                    break SessionEnd::AuthenticationFailed;
+                    return Stop::End(SessionEnd::AuthenticationFailed);
                 }
                 AuthOutcome::Close(reason) => {
                     info!(client = %self.ctx.client_addr, listener = %self.ctx.listener.name, "closing connection: {reason}");
-                    break SessionEnd::ProtocolViolation;
+                    return Stop::End(SessionEnd::ProtocolViolation);
                 }
+            };
+            if tx.send(next).await.is_err() {
+                return Stop::WriterGone;
             }
-        };
-        // Whatever was answered before the end still goes out.
-        let _ = self.writer.flush().await;
-        let _ = self.writer.shutdown().await;
-        end
+        }
     }
 
     /// Runs one SASL step on the blocking pool (PLAIN and SCRAM derive keys with PBKDF2, which
@@ -199,66 +234,45 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<S> {
         }
     }
 
-    /// Serves one request of an authenticated client; `Some` ends the session.
-    async fn serve(&mut self, request: RequestFrame) -> Option<SessionEnd> {
+    /// Decides what answers one request of an authenticated client; `Err` ends the session.
+    async fn serve(&mut self, request: RequestFrame) -> Result<Outgoing, SessionEnd> {
         let (key, version, correlation_id) = (request.api_key, request.version, request.correlation_id());
         if key == ApiKey::ApiVersions {
             return match api_versions::answer(&self.settings.versions, &request) {
-                Ok(answer) => self.write(&answer.frame).await,
+                Ok(answer) => Ok(Outgoing::Frame(answer.frame)),
                 Err(e) => {
                     info!(client = %self.ctx.client_addr, "closing connection: {e}");
-                    Some(SessionEnd::ProtocolViolation)
+                    Err(SessionEnd::ProtocolViolation)
                 }
             };
         }
         if gateway_apis::serves(key) && self.settings.versions.supports(key, version) {
             let credentials = &self.settings.auth.credentials;
             return match gateway_apis::answer(&request, &self.ctx.principal, &self.settings.super_users, credentials) {
-                Ok(frame) => self.write(&frame).await,
+                Ok(frame) => Ok(Outgoing::Frame(frame)),
                 Err(e) => {
                     info!(client = %self.ctx.client_addr, "closing connection: {e}");
-                    Some(SessionEnd::ProtocolViolation)
+                    Err(SessionEnd::ProtocolViolation)
                 }
             };
         }
-        if !self.backend.versions().supports(key, version) {
+        if !self.settings.versions.supports(key, version) {
             info!(
                 client = %self.ctx.client_addr, client_id = request.client_id(),
                 "closing connection: {key:?} v{version} is not supported (see ApiVersions)"
             );
-            return Some(SessionEnd::ProtocolViolation);
+            return Err(SessionEnd::ProtocolViolation);
         }
-        match self.backend.handle(&self.ctx, request).await {
-            Ok(Reply::Body(body)) => {
-                // Header and body go out separately: large fetch bodies are not copied again.
-                let prefix = response_prefix(correlation_id, key, version, body.len());
-                match self.write(&prefix).await {
-                    None => self.write(&body).await,
-                    end => end,
-                }
-            }
-            Ok(Reply::None) => None,
-            Err(e) => {
-                match e.culprit() {
-                    Culprit::Client => info!(client = %self.ctx.client_addr, "closing connection: {e}"),
-                    Culprit::Backend => warn!(client = %self.ctx.client_addr, "closing connection: {e}"),
-                    Culprit::Internal => error!(client = %self.ctx.client_addr, "closing connection: {e}"),
-                }
-                Some(match e.culprit() {
-                    Culprit::Client => SessionEnd::ProtocolViolation,
-                    _ => SessionEnd::Failed,
-                })
-            }
-        }
-    }
-
-    async fn write(&mut self, bytes: &[u8]) -> Option<SessionEnd> {
-        match self.writer.write_all(bytes).await {
-            Ok(()) => None,
-            Err(e) => {
-                debug!(error = %e, "write failed; client gone");
-                Some(SessionEnd::ClientClosed)
-            }
+        match self.backend.submit(&self.ctx, request).await {
+            Ok(pending) => Ok(Outgoing::Reply {
+                pending,
+                to: ReplyTo {
+                    correlation_id,
+                    api_key: key,
+                    version,
+                },
+            }),
+            Err(e) => Err(writer::log_failure(&e, self.ctx.client_addr)),
         }
     }
 }

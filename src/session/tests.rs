@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 
 use super::*;
+use crate::backend::Reply;
 use crate::config::ListenerConfig;
 use crate::error::RequestError;
 use crate::protocol::VersionTable;
@@ -26,6 +27,15 @@ impl Backend for ScriptedBackend {
         &self.versions
     }
 
+    fn connect(self: Arc<Self>, _ctx: &RequestContext) -> Box<dyn crate::backend::BackendConnection> {
+        Box::new(crate::backend::InOrderConnection(self))
+    }
+
+    async fn shutdown(&self) {}
+}
+
+#[async_trait]
+impl crate::backend::ServesInOrder for ScriptedBackend {
     async fn handle(
         &self,
         _ctx: &RequestContext,
@@ -43,8 +53,6 @@ impl Backend for ScriptedBackend {
             other => Err(RequestError::Unsupported { api_key: other }),
         }
     }
-
-    async fn shutdown(&self) {}
 }
 
 fn start() -> (DuplexStream, tokio::task::JoinHandle<SessionEnd>, watch::Sender<bool>) {
@@ -61,6 +69,7 @@ fn start() -> (DuplexStream, tokio::task::JoinHandle<SessionEnd>, watch::Sender<
         listener: Arc::new(ListenerConfig::default()),
         client_addr: "127.0.0.1:5555".parse().unwrap(),
         principal: "User:ANONYMOUS".into(),
+        target_node: None,
     };
     let (stop, stop_rx) = watch::channel(false);
     let settings = Arc::new(SessionSettings::new(
@@ -68,6 +77,7 @@ fn start() -> (DuplexStream, tokio::task::JoinHandle<SessionEnd>, watch::Sender<
         1024,
         Arc::new(plaintext_auth()),
         Arc::new(Vec::new()),
+        None,
     ));
     let session = Session::new(server, ctx, backend, settings);
     (client, tokio::spawn(session.run(stop_rx)), stop)

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::task::JoinHandle;
 
-use crate::backend::{Backend, Reply, RequestContext};
+use crate::backend::{Backend, BackendConnection, InOrderConnection, Reply, RequestContext, ServesInOrder};
 use crate::config::Config;
 use crate::error::{RequestError, StartupError};
 use crate::protocol::{encode_response_body, RequestFrame, VersionTable};
@@ -159,11 +159,7 @@ fn encode<T: Encodable>(response: &T, version: i16) -> Result<Reply, RequestErro
 }
 
 #[async_trait]
-impl Backend for EmbeddedBroker {
-    fn versions(&self) -> &VersionTable {
-        &self.versions
-    }
-
+impl ServesInOrder for EmbeddedBroker {
     async fn handle(&self, ctx: &RequestContext, request: RequestFrame) -> Result<Reply, RequestError> {
         let v = request.version;
         let topics = &*self.topics;
@@ -221,6 +217,17 @@ impl Backend for EmbeddedBroker {
             ApiKey::OffsetDelete => encode(&self.groups.offset_delete(decode(&request)?, v, topics), v),
             other => Err(RequestError::Unsupported { api_key: other }),
         }
+    }
+}
+
+#[async_trait]
+impl Backend for EmbeddedBroker {
+    fn versions(&self) -> &VersionTable {
+        &self.versions
+    }
+
+    fn connect(self: Arc<Self>, _ctx: &RequestContext) -> Box<dyn BackendConnection> {
+        Box::new(InOrderConnection(self))
     }
 
     async fn shutdown(&self) {

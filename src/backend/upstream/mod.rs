@@ -1,0 +1,1 @@
+//! Upstream mode (in progress).
