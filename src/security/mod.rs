@@ -13,6 +13,7 @@ mod java_regex;
 pub mod kerberos_name;
 pub mod mechanism;
 pub mod plain;
+pub mod sasl_client;
 pub mod scram;
 pub mod scram_admin;
 pub mod ssl_principal;
