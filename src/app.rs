@@ -8,12 +8,17 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::backend::embedded::EmbeddedBroker;
+use crate::backend::upstream::security::UpstreamSecurity;
+use crate::backend::upstream::UpstreamBackend;
 use crate::backend::Backend;
+use crate::config::BackendKind;
 use crate::config::Config;
 use crate::config::{KerberosConfig, ListenerConfig};
 use crate::error::StartupError;
 use crate::listener::tls::TlsAcceptorHandle;
 use crate::listener::{accept_loop, bind, ConnectionTracker, ListenerSecurity};
+use crate::listener::{bind_broker_port, BoundListener};
+use crate::rewrite::BrokerAddressing;
 use crate::security::credentials::CredentialStore;
 use crate::security::gssapi::{GssapiAcceptor, GssapiServer, ShortNamer};
 use crate::security::kerberos_name::{KerberosName, KerberosShortNamer};
@@ -151,10 +156,10 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
     config.validate()?;
     check_kerberos_hosts(&config).await?;
     let security = load_security_material(&config)?;
-    let backend: Arc<dyn Backend> = EmbeddedBroker::open(&config).await?;
+    let (backend, broker_ids) = open_backend(&config).await?;
     let mut bound = Vec::new();
     for listener in &config.listeners {
-        match bind(listener).await {
+        match bind_listener(listener, &broker_ids).await {
             Ok(b) => bound.push(b),
             Err(e) => {
                 backend.shutdown().await;
@@ -177,13 +182,16 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
     let tracker = Arc::new(ConnectionTracker::default());
     let mut listeners = Vec::new();
     let mut accept_tasks = Vec::new();
-    for ((b, tls), gssapi) in bound.into_iter().zip(security.tls).zip(security.gssapi) {
+    for (((b, broker_ports, addressing), tls), gssapi) in bound.into_iter().zip(security.tls).zip(security.gssapi) {
         let (host, port) = b.config.advertised_host_port();
         info!(
             listener = %b.config.name, bind = %b.local_addr, advertised = %format!("{host}:{port}"),
             security_protocol = b.config.security_protocol.as_str(),
             sasl_mechanisms = ?b.config.sasl_enabled_mechanisms, "listening"
         );
+        for p in &broker_ports {
+            info!(listener = %b.config.name, bind = %p.local_addr, broker = ?p.target_node, "listening for one broker");
+        }
         listeners.push((b.config.name.clone(), b.local_addr));
         let auth = Arc::new(AuthSettings {
             listener: b.config.name.clone(),
@@ -200,22 +208,27 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
             principal_mapper: security.principal_mapper.clone(),
             sasl: auth.is_sasl(),
             handshake_timeout: Duration::from_secs(10),
+            sni_routing: addressing
+                .clone()
+                .filter(|a| matches!(**a, BrokerAddressing::Sni { .. })),
         });
         let settings = Arc::new(SessionSettings::new(
             &*backend,
             config.network.socket_request_max_bytes,
             auth,
             super_users.clone(),
-            None,
+            addressing,
         ));
-        accept_tasks.push(tokio::spawn(accept_loop(
-            b,
-            backend.clone(),
-            tracker.clone(),
-            settings,
-            listener_security,
-            stop_rx.clone(),
-        )));
+        for b in std::iter::once(b).chain(broker_ports) {
+            accept_tasks.push(tokio::spawn(accept_loop(
+                b,
+                backend.clone(),
+                tracker.clone(),
+                settings.clone(),
+                listener_security.clone(),
+                stop_rx.clone(),
+            )));
+        }
     }
     Ok(Running {
         listeners,
@@ -226,6 +239,50 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
         backend,
         shutdown_timeout: Duration::from_millis(config.network.shutdown_timeout_ms),
     })
+}
+
+/// The embedded broker, or the upstream cluster (discovered before any port is bound), and the
+/// broker ids behind it.
+async fn open_backend(config: &Config) -> Result<(Arc<dyn Backend>, Vec<i32>), StartupError> {
+    match config.backend.kind {
+        BackendKind::Embedded => {
+            let broker = EmbeddedBroker::open(config).await?;
+            Ok((broker, vec![config.broker.node_id]))
+        }
+        BackendKind::Upstream => {
+            let security = UpstreamSecurity::load(config.backend.tls.as_ref(), config.backend.sasl.as_ref())
+                .map_err(StartupError::InvalidConfig)?;
+            let upstream = UpstreamBackend::open(&config.backend, security).await?;
+            let ids = upstream.broker_ids();
+            Ok((upstream, ids))
+        }
+    }
+}
+
+/// A listener's bootstrap port, plus one port per broker under port-per-broker addressing.
+async fn bind_listener(
+    listener: &ListenerConfig,
+    broker_ids: &[i32],
+) -> Result<(BoundListener, Vec<BoundListener>, Option<Arc<BrokerAddressing>>), StartupError> {
+    let addressing = listener
+        .broker_addressing()
+        .map_err(|e| StartupError::InvalidConfig(vec![format!("listener {:?}: broker_addresses: {e}", listener.name)]))?
+        .map(Arc::new);
+    let main = bind(listener).await?;
+    let mut broker_ports = Vec::new();
+    if let Some(addressing) = addressing
+        .as_deref()
+        .filter(|a| matches!(a, BrokerAddressing::PortPerBroker { .. }))
+    {
+        for &id in broker_ids {
+            let (_, port) = addressing.address_of(id).map_err(|e| {
+                StartupError::InvalidConfig(vec![format!("listener {:?}: broker_addresses: {e}", listener.name)])
+            })?;
+            let port = u16::try_from(port).unwrap_or(0);
+            broker_ports.push(bind_broker_port(&main, id, port).await?);
+        }
+    }
+    Ok((main, broker_ports, addressing))
 }
 
 impl Running {

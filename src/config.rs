@@ -19,6 +19,84 @@ pub struct Config {
     pub security: SecurityConfig,
     /// GSSAPI (Kerberos) settings; required when a listener enables GSSAPI.
     pub kerberos: Option<KerberosConfig>,
+    /// Where requests go: the embedded broker (default) or an existing Kafka cluster.
+    pub backend: BackendConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The persistent single-node broker inside kgate (`data_dir`, `[broker]`).
+    #[default]
+    Embedded,
+    /// An existing Kafka cluster reached through `bootstrap`.
+    Upstream,
+}
+
+/// `[backend]`: kgate's side of the connection to an upstream cluster.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    pub kind: BackendKind,
+    /// Upstream brokers to discover the cluster from, `HOST:PORT` each (bootstrap.servers).
+    pub bootstrap: Vec<String>,
+    /// kgate's own SASL identity upstream.
+    pub sasl: Option<UpstreamSaslConfig>,
+    /// TLS to the upstream brokers.
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// Alias used by the upstream module: the same `[backend]` section.
+pub type UpstreamConfig = BackendConfig;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSaslConfig {
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub mechanism: String,
+    pub username: String,
+    /// A file holding the password (one trailing newline is ignored); keep it 0600.
+    pub password_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM CA bundle the upstream brokers' certificates must chain to; their names are checked.
+    pub ca: PathBuf,
+    /// Client certificate chain and key, when the upstream requires mTLS.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressScheme {
+    /// Broker N is `host:(base_port + N)`; kgate listens on each of those ports.
+    PortPerBroker,
+    /// Broker N is `pattern` with `{id}` replaced, on the listener's own TLS port; kgate routes by SNI.
+    Sni,
+}
+
+/// `[listeners.broker_addresses]`: how the brokers behind kgate are shown to this listener's clients.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerAddressesConfig {
+    pub scheme: AddressScheme,
+    /// port_per_broker: the host clients reach kgate at; defaults to the advertised host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// port_per_broker: broker N is advertised (and served) on base_port + N.
+    #[serde(default)]
+    pub base_port: Option<u16>,
+    /// sni: e.g. "broker-{id}.kafka.example.com".
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// port_per_broker: explicit addresses that replace base_port + N, e.g. { "1" = "kafka.example.com:9201" }.
+    #[serde(default)]
+    pub brokers: std::collections::BTreeMap<String, String>,
 }
 
 /// The broker side of Kerberos, named after Kafka's sasl.kerberos.* settings.
@@ -59,6 +137,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             security: SecurityConfig::default(),
             kerberos: None,
+            backend: BackendConfig::default(),
         }
     }
 }
@@ -104,6 +183,9 @@ pub struct ListenerConfig {
     /// Required for SSL and SASL_SSL listeners.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// How brokers are advertised to this listener's clients (required in upstream mode).
+    #[serde(default)]
+    pub broker_addresses: Option<BrokerAddressesConfig>,
 }
 
 /// ssl.client.auth
@@ -174,11 +256,71 @@ impl Default for ListenerConfig {
             security_protocol: SecurityProtocol::Plaintext,
             sasl_enabled_mechanisms: Vec::new(),
             tls: None,
+            broker_addresses: None,
         }
     }
 }
 
 impl ListenerConfig {
+    /// The broker addressing of `[listeners.broker_addresses]`, or `None` when the section is absent.
+    pub fn broker_addressing(&self) -> Result<Option<crate::rewrite::BrokerAddressing>, String> {
+        use crate::rewrite::BrokerAddressing;
+        let Some(b) = &self.broker_addresses else {
+            return Ok(None);
+        };
+        let (advertised_host, advertised_port) = self.advertised_host_port();
+        let addressing = match b.scheme {
+            AddressScheme::PortPerBroker => {
+                let base_port = b
+                    .base_port
+                    .ok_or("scheme \"port_per_broker\" needs base_port (broker N is served on base_port + N)")?;
+                let mut explicit = std::collections::BTreeMap::new();
+                for (id, addr) in &b.brokers {
+                    let id: i32 = id
+                        .parse()
+                        .map_err(|_| format!("brokers: key {id:?} is not a broker id (use \"0\", \"1\", ...)"))?;
+                    let (h, p) =
+                        split_host_port(addr).ok_or_else(|| format!("brokers.{id}: {addr:?} is not HOST:PORT"))?;
+                    explicit.insert(id, (h.to_string(), i32::from(p)));
+                }
+                if b.pattern.is_some() {
+                    return Err("pattern belongs to scheme \"sni\"; remove it or change the scheme".into());
+                }
+                BrokerAddressing::PortPerBroker {
+                    host: b.host.clone().unwrap_or(advertised_host),
+                    base_port: i32::from(base_port),
+                    explicit,
+                }
+            }
+            AddressScheme::Sni => {
+                if !matches!(
+                    self.security_protocol,
+                    SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+                ) {
+                    return Err(format!(
+                        "scheme \"sni\" routes by the TLS server name, but security_protocol is {}; use SSL or SASL_SSL",
+                        self.security_protocol.as_str()
+                    ));
+                }
+                if b.base_port.is_some() || b.host.is_some() || !b.brokers.is_empty() {
+                    return Err(
+                        "host, base_port and brokers belong to scheme \"port_per_broker\"; sni uses pattern".into(),
+                    );
+                }
+                let pattern = b
+                    .pattern
+                    .clone()
+                    .ok_or("scheme \"sni\" needs pattern, e.g. \"broker-{id}.kafka.example.com\"")?;
+                BrokerAddressing::Sni {
+                    pattern,
+                    port: advertised_port,
+                }
+            }
+        };
+        addressing.validate().map_err(|e| e.to_string())?;
+        Ok(Some(addressing))
+    }
+
     /// The advertised `(host, port)`; only meaningful after `validate()` succeeded.
     pub fn advertised_host_port(&self) -> (String, i32) {
         let text = self.advertised.as_deref().unwrap_or(&self.bind);
@@ -377,6 +519,12 @@ impl Config {
                 ));
             }
         }
+        for l in &self.listeners {
+            if let Err(e) = l.broker_addressing() {
+                problems.push(format!("listener {:?}: broker_addresses: {e}", l.name));
+            }
+        }
+        self.validate_backend(&mut problems);
         let b = &self.broker;
         if b.node_id < 0 {
             problems.push(format!("broker.node_id {} must be >= 0", b.node_id));
@@ -445,6 +593,53 @@ impl Config {
             Ok(())
         } else {
             Err(StartupError::InvalidConfig(problems))
+        }
+    }
+}
+
+impl Config {
+    fn validate_backend(&self, problems: &mut Vec<String>) {
+        let backend = &self.backend;
+        match backend.kind {
+            BackendKind::Embedded => {
+                if !backend.bootstrap.is_empty() || backend.sasl.is_some() || backend.tls.is_some() {
+                    problems.push(
+                        "backend: bootstrap, sasl and tls apply to kind = \"upstream\"; set it, or remove them".into(),
+                    );
+                }
+            }
+            BackendKind::Upstream => {
+                if backend.bootstrap.is_empty() {
+                    problems.push(
+                        "backend.bootstrap is empty: list the upstream brokers, e.g. [\"kafka-1.internal:9092\"]"
+                            .into(),
+                    );
+                }
+                for addr in &backend.bootstrap {
+                    if split_host_port(addr).is_none_or(|(_, port)| port == 0) {
+                        problems.push(format!("backend.bootstrap: {addr:?} is not HOST:PORT"));
+                    }
+                }
+                if let Some(sasl) = &backend.sasl {
+                    if crate::security::sasl_client::ClientMechanism::from_name(&sasl.mechanism).is_none() {
+                        problems.push(format!(
+                            "backend.sasl.mechanism {:?} is not supported upstream; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                            sasl.mechanism
+                        ));
+                    }
+                    if sasl.username.is_empty() {
+                        problems.push("backend.sasl.username is empty".into());
+                    }
+                }
+                for l in &self.listeners {
+                    if l.broker_addresses.is_none() {
+                        problems.push(format!(
+                            "listener {:?}: upstream mode needs [listeners.broker_addresses] so that clients get addresses of kgate, not of the upstream brokers (e.g. scheme = \"port_per_broker\", base_port = 9100)",
+                            l.name
+                        ));
+                    }
+                }
+            }
         }
     }
 }

@@ -27,6 +27,9 @@ pub enum RequestError {
     Unsupported { api_key: ApiKey },
     #[error("storage error: {0}")]
     Storage(String),
+    /// The upstream cluster failed this request (connection lost, broker gone).
+    #[error("{0}")]
+    Upstream(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -35,7 +38,7 @@ impl RequestError {
     pub fn culprit(&self) -> Culprit {
         match self {
             RequestError::MalformedRequest { .. } | RequestError::Unsupported { .. } => Culprit::Client,
-            RequestError::Storage(_) => Culprit::Backend,
+            RequestError::Storage(_) | RequestError::Upstream(_) => Culprit::Backend,
             RequestError::Internal(_) => Culprit::Internal,
         }
     }
@@ -53,6 +56,8 @@ pub enum StartupError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("upstream cluster: {0}")]
+    Upstream(String),
     #[error("cannot open the data directory {dir}: {reason}")]
     Storage { dir: String, reason: String },
 }
@@ -63,6 +68,7 @@ impl StartupError {
             StartupError::InvalidConfig(_) => 64,
             StartupError::Bind { .. } => 69,
             StartupError::Storage { .. } => 74,
+            StartupError::Upstream(_) => 69,
         }
     }
 }

@@ -287,6 +287,7 @@ fn doctor_kerberos_scenarios() {
                 security_protocol: SecurityProtocol::SaslPlaintext,
                 sasl_enabled_mechanisms: vec!["GSSAPI".into()],
                 tls: None,
+                broker_addresses: None,
             },
             ListenerConfig {
                 name: "SCRAM".into(),
@@ -295,6 +296,7 @@ fn doctor_kerberos_scenarios() {
                 security_protocol: SecurityProtocol::SaslPlaintext,
                 sasl_enabled_mechanisms: vec!["SCRAM-SHA-512".into()],
                 tls: None,
+                broker_addresses: None,
             },
         ],
         kerberos: Some(KerberosConfig {

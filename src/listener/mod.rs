@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 use crate::backend::{Backend, RequestContext};
 use crate::config::ListenerConfig;
 use crate::error::StartupError;
+use crate::rewrite::BrokerAddressing;
 use crate::security::ssl_principal::SslPrincipalMapper;
 use crate::session::{Session, SessionEnd, SessionSettings};
 
@@ -63,6 +64,8 @@ impl Drop for ConnectionGuard {
 pub struct BoundListener {
     pub config: Arc<ListenerConfig>,
     pub local_addr: SocketAddr,
+    /// `Some(id)` for a port that stands for broker `id` (port-per-broker addressing).
+    pub target_node: Option<i32>,
     socket: TcpListener,
 }
 
@@ -88,6 +91,26 @@ pub async fn bind(config: &ListenerConfig) -> Result<BoundListener, StartupError
     Ok(BoundListener {
         config: Arc::new(config),
         local_addr,
+        target_node: None,
+        socket,
+    })
+}
+
+/// Binds the port that stands for broker `node_id` on the listener's IP (port-per-broker
+/// addressing: clients told `host:port` for that broker reach kgate there).
+pub async fn bind_broker_port(main: &BoundListener, node_id: i32, port: u16) -> Result<BoundListener, StartupError> {
+    let addr = SocketAddr::new(main.local_addr.ip(), port);
+    let bind_error = |source| StartupError::Bind {
+        listener: format!("{} (broker {node_id})", main.config.name),
+        addr: addr.to_string(),
+        source,
+    };
+    let socket = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local_addr = socket.local_addr().map_err(bind_error)?;
+    Ok(BoundListener {
+        config: main.config.clone(),
+        local_addr,
+        target_node: Some(node_id),
         socket,
     })
 }
@@ -102,6 +125,8 @@ pub struct ListenerSecurity {
     pub sasl: bool,
     /// A client that stalls the TLS handshake is dropped after this long.
     pub handshake_timeout: Duration,
+    /// SNI addressing: the TLS server name the client asked for says which broker it wants.
+    pub sni_routing: Option<Arc<BrokerAddressing>>,
 }
 
 /// Accepts connections until `shutdown` turns true; each connection runs its own task (TLS
@@ -137,7 +162,7 @@ pub async fn accept_loop(
             listener: listener.config.clone(),
             client_addr,
             principal: ANONYMOUS.to_string(),
-            target_node: None,
+            target_node: listener.target_node,
         };
         let (backend, settings, security, stop) =
             (backend.clone(), settings.clone(), security.clone(), shutdown.clone());
@@ -178,6 +203,15 @@ async fn serve_connection(
             return None;
         }
     };
+    if let Some(routing) = &security.sni_routing {
+        // No SNI, or a name that is no broker's (the bootstrap name): any broker will do.
+        ctx.target_node = stream
+            .get_ref()
+            .1
+            .server_name()
+            .and_then(|name| routing.node_for_sni(name));
+        debug!(%client, %listener, target_node = ?ctx.target_node, "routed by SNI");
+    }
     if !security.sasl {
         // SSL listener: the principal comes from the client certificate (Kafka's
         // DefaultKafkaPrincipalBuilder): none sent → ANONYMOUS; no mapping rule applies → refused.

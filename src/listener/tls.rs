@@ -450,9 +450,9 @@ fn build(
     })
 }
 
-const CERT_HINT: &str = " (the server certificate first, then any intermediate CA certificates)";
+pub(crate) const CERT_HINT: &str = " (the server certificate first, then any intermediate CA certificates)";
 
-fn parse_certificates(
+pub(crate) fn parse_certificates(
     what: &'static str,
     path: &Path,
     pem: &[u8],
@@ -534,7 +534,7 @@ fn check_leaf(path: &Path, chain: &[CertificateDer<'static>]) -> Result<String, 
     ))
 }
 
-fn parse_private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn parse_private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
     for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
         match item {
             Ok((SectionKind::PrivateKey, der)) => return Ok(PrivateKeyDer::Pkcs8(der.into())),

@@ -40,13 +40,15 @@ impl ClientMechanism {
     }
 }
 
+/// (salt, iterations, SaltedPassword) of the last SCRAM exchange.
+type SaltedPassword = (Vec<u8>, u32, Vec<u8>);
+
 /// kgate's upstream identity. `Debug` never shows the password.
 pub struct SaslClientConfig {
     pub mechanism: ClientMechanism,
     pub username: String,
     password: String,
-    /// (salt, iterations, SaltedPassword) of the last SCRAM exchange.
-    salted_cache: Mutex<Option<(Vec<u8>, u32, Vec<u8>)>>,
+    salted_cache: Mutex<Option<SaltedPassword>>,
 }
 
 impl fmt::Debug for SaslClientConfig {

@@ -62,6 +62,7 @@ impl SessionSettings {
         addressing: Option<Arc<BrokerAddressing>>,
     ) -> SessionSettings {
         let mut versions = backend.versions().clone();
+        versions.extend(&api_versions::versions());
         versions.extend(&auth::sasl_versions());
         versions.extend(&gateway_apis::versions());
         SessionSettings {
