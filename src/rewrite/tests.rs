@@ -144,8 +144,16 @@ fn check<M: Addressed>(version: i16, message: M) {
     let mut longer = body.to_vec();
     longer.push(0x5a);
     let rewritten_longer = responses::reencode(api, version, &longer, &target()).expect("trailing bytes are kept");
-    assert_eq!(rewritten_longer.last(), Some(&0x5a), "{ctx}: the trailing byte was dropped");
-    assert_eq!(rewritten_longer.len(), out.len() + 1, "{ctx}: trailing byte handling changed the body");
+    assert_eq!(
+        rewritten_longer.last(),
+        Some(&0x5a),
+        "{ctx}: the trailing byte was dropped"
+    );
+    assert_eq!(
+        rewritten_longer.len(),
+        out.len() + 1,
+        "{ctx}: trailing byte handling changed the body"
+    );
 }
 
 fn all_versions<M: Message>(from: i16) -> std::ops::RangeInclusive<i16> {

@@ -39,6 +39,17 @@ def brokers_seen(bootstrap: str, extra: dict | None = None) -> dict[int, str]:
     return {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
 
 
+def create_topic_via(bootstrap: str, name: str, partitions: int, extra: dict | None = None) -> None:
+    """CreateTopics through kgate (forwarded upstream); Tansu does not auto-create topics."""
+    from confluent_kafka.admin import NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+    admin.create_topics([NewTopic(name, partitions, 1)], request_timeout=30)[name].result(30)
+    deadline = time.monotonic() + 20
+    while name not in admin.list_topics(timeout=10).topics:
+        assert time.monotonic() < deadline, f"topic {name} not in metadata after creation"
+        time.sleep(0.1)
+
+
 def produce_numbers(bootstrap: str, topic: str, n: int, extra: dict | None = None) -> list[int]:
     """Produces 0..n-1 with acks=all; returns the numbers acknowledged; fails on any delivery error."""
     errors, acked = [], []
@@ -220,11 +231,12 @@ def scram_upstream_kgate(kgate_factory, tansu: Tansu, pki, password_file) -> "Kg
                   "tls": {"cert": pki.certs.server_cert, "key": pki.certs.server_key},
                   "broker_addresses": {"scheme": "port_per_broker", "base_port": base,
                                        "brokers": {"111": f"localhost:{base + 1}"}}}]
+    k = upstream_kgate(lambda start: k, tansu.bootstrap, listeners=listeners,
+                       backend={"sasl": {"mechanism": "SCRAM-SHA-512", "username": "kgate",
+                                         "password_file": str(password_file)}},
+                       security={"users_file": str(pki.users_file)}, start=False)
     k.base_port = base
-    return upstream_kgate(lambda start: k, tansu.bootstrap, listeners=listeners,
-                          backend={"sasl": {"mechanism": "SCRAM-SHA-512", "username": "kgate",
-                                            "password_file": str(password_file)}},
-                          security={"users_file": str(pki.users_file)}, start=False)
+    return k
 
 
 def test_tansu_with_scram_upstream_and_sasl_ssl_clients(kgate_factory, pki, tmp_path):
@@ -240,7 +252,8 @@ def test_tansu_with_scram_upstream_and_sasl_ssl_clients(kgate_factory, pki, tmp_
         bootstrap = f"localhost:{k.port}"
         sec = ClientSec("SASL_SSL", "SCRAM-SHA-512", "alice", pki.passwords["alice"], ca=pki.certs.ca)
         assert brokers_seen(bootstrap, sec.rdkafka()) == {111: f"localhost:{k.base_port + 1}"}
-        # confluent-kafka: produce, then consume in a group with a commit.
+        # confluent-kafka: create a topic, produce, then consume in a group with a commit.
+        create_topic_via(bootstrap, "via-kgate", 2, sec.rdkafka())
         assert sorted(produce_numbers(bootstrap, "via-kgate", N, sec.rdkafka())) == list(range(N))
         got = consume_group(bootstrap, "via-kgate", "g-confluent", N, sec.rdkafka(), timeout=90)
         assert sorted(got) == list(range(N))
@@ -308,6 +321,7 @@ def test_tansu_killed_and_restarted_during_produce(kgate_factory, tmp_path):
                 p.poll(0.002)
             assert p.flush(60) == 0
 
+        create_topic_via(k.bootstrap, "restarts", 1)
         t = threading.Thread(target=produce)
         t.start()
         time.sleep(2)

@@ -42,7 +42,11 @@ impl Cluster {
         for addr in &bootstrap {
             let (mut link, versions) = match Link::open_discovering(addr, &security).await {
                 Ok(found) => found,
-                Err(e @ LinkError::Protocol { .. }) => return Err(e.to_string()),
+                // Wrong credentials, trust or a broker kgate cannot front: another bootstrap
+                // address of the same cluster would say the same.
+                Err(e @ (LinkError::Protocol { .. } | LinkError::Sasl { .. } | LinkError::Tls { .. })) => {
+                    return Err(e.to_string())
+                }
                 Err(e) => {
                     failures.push(e.to_string());
                     continue;

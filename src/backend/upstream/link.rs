@@ -38,9 +38,9 @@ type BoxStream = Box<dyn Stream>;
 pub enum LinkError {
     #[error("cannot connect to upstream broker {addr}: {reason}")]
     Connect { addr: String, reason: String },
-    #[error("TLS handshake with upstream broker {addr} failed: {reason}")]
+    #[error("TLS handshake with upstream broker {addr} failed: {reason}. Check backend.tls.ca and that the broker's certificate names the host in backend.bootstrap")]
     Tls { addr: String, reason: String },
-    #[error("SASL authentication to upstream broker {addr} failed: {reason}")]
+    #[error("SASL authentication to upstream broker {addr} failed: {reason}. Check backend.sasl (mechanism, username, password_file)")]
     Sasl { addr: String, reason: String },
     #[error("upstream broker {addr} closed the connection ({reason})")]
     Closed { addr: String, reason: String },
@@ -467,7 +467,7 @@ async fn authenticate(
     if handshake.error_code != 0 {
         let enabled: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
         return Err(failed(format!(
-            "the broker does not enable {mechanism} (error code {}; it enables {enabled:?}); set backend.sasl.mechanism",
+            "the broker does not enable {mechanism} (error code {}; it enables {enabled:?})",
             handshake.error_code
         )));
     }
@@ -484,10 +484,7 @@ async fn authenticate(
         .await?;
         if answer.error_code != 0 {
             let message = answer.error_message.as_ref().map(|m| m.as_str()).unwrap_or("");
-            return Err(failed(format!(
-                "error code {} ({message}); check backend.sasl.username and password_file",
-                answer.error_code
-            )));
+            return Err(failed(format!("error code {} ({message})", answer.error_code)));
         }
         if client.is_complete() {
             return Ok(());
