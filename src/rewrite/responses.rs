@@ -1,5 +1,5 @@
 //! Per-api rewriting of decoded responses, and the decode → rewrite → encode driver.
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterResponse, DescribeQuorumResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
     ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
