@@ -63,7 +63,8 @@ SIGTERM or Ctrl-C stops accepting connections, finishes requests in flight, flus
     /// Kerberos principal names: what sasl.kerberos.principal.to.local rules make of a principal.
     #[command(subcommand)]
     Principal(kgate::cli::principal::PrincipalCommand),
-    /// Diagnose what a client will run into: `kgate doctor kerberos` walks a Kerberos login step by step.
+    /// Diagnose what a client will run into: `kgate doctor kerberos` walks a Kerberos login step by step,
+    /// `kgate doctor listeners` checks every advertised broker address from where the clients run.
     #[command(subcommand)]
     Doctor(kgate::cli::doctor::DoctorCommand),
     /// Check a configuration file and print every problem found, without starting anything.

@@ -86,6 +86,159 @@ pub enum DoctorCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(about = LISTENERS_ABOUT, long_about = LISTENERS_LONG_ABOUT, after_help = LISTENERS_EXAMPLES)]
+    Listeners(ListenersArgs),
+}
+
+const LISTENERS_ABOUT: &str = "Check every broker address a client is told about, from this machine";
+
+const LISTENERS_LONG_ABOUT: &str = "\
+Connect to a bootstrap server like a Kafka client (TLS and SASL as given),
+read Metadata and the coordinator of a consumer group, then check every
+advertised endpoint from here:
+
+  bootstrap     DNS, TCP, TLS, SASL and ApiVersions of --bootstrap
+  metadata      the brokers and addresses the cluster advertises
+  broker N      the address itself (0.0.0.0, localhost, a private address
+                seen from a public bootstrap), DNS, TCP, the TLS name, SASL
+  coordinator   the group coordinator (--group) and whether it is reachable
+
+Each failure names the classic mistake and the setting to change: Kafka's
+advertised.listeners / listener.security.protocol.map, or kgate's listener
+advertised / [listeners.broker_addresses]. Run it where the clients run.
+
+Exit status: 0 every endpoint a client would use works (warnings allowed);
+1 something fails; 64 bad usage.";
+
+const LISTENERS_EXAMPLES: &str = "\
+Examples:
+  kgate doctor listeners --bootstrap kafka.example.com:9092
+  kgate doctor listeners --bootstrap kafka.example.com:9093 --security-protocol SASL_SSL \\
+      --sasl-mechanism SCRAM-SHA-512 --username alice --password-file alice.pass --ca ca.pem
+  kgate doctor listeners --bootstrap 127.0.0.1:9092 --group payments --json";
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ListenersArgs {
+    /// The bootstrap server clients use, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap: String,
+    /// security.protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    #[arg(long, value_name = "PROTOCOL", default_value = "PLAINTEXT")]
+    pub security_protocol: String,
+    /// sasl.mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* protocols).
+    #[arg(long, value_name = "MECHANISM")]
+    pub sasl_mechanism: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub username: Option<String>,
+    /// A file holding the password (one trailing newline ignored); never a command-line argument.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// CA bundle (PEM) the brokers' certificates must chain to (SSL, SASL_SSL); names are verified.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for listeners that require mTLS.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// The consumer group whose coordinator is checked.
+    #[arg(long, value_name = "GROUP", default_value = "kgate-doctor")]
+    pub group: String,
+    /// Seconds to wait for each network operation.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub timeout: u64,
+    /// Print {"ok", "steps": [{"name", "status", "detail", "why", "fix"}]} instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn listeners_options(args: &ListenersArgs) -> Result<crate::diag::listeners::ListenersOptions, String> {
+    use crate::config::{UpstreamSaslConfig, UpstreamTlsConfig};
+    if crate::config::split_host_port(&args.bootstrap).is_none_or(|(_, p)| p == 0) {
+        return Err(format!(
+            "--bootstrap {:?} is not HOST:PORT (e.g. kafka.example.com:9092)",
+            args.bootstrap
+        ));
+    }
+    let (tls, sasl) = match args.security_protocol.as_str() {
+        "PLAINTEXT" => (false, false),
+        "SSL" => (true, false),
+        "SASL_PLAINTEXT" => (false, true),
+        "SASL_SSL" => (true, true),
+        other => {
+            return Err(format!(
+                "--security-protocol {other:?}: use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+            ))
+        }
+    };
+    let tls_config = match (tls, &args.ca) {
+        (true, Some(ca)) => Some(UpstreamTlsConfig {
+            ca: ca.clone(),
+            cert: args.cert.clone(),
+            key: args.key.clone(),
+        }),
+        (true, None) => {
+            return Err(format!(
+                "--security-protocol {} needs --ca FILE",
+                args.security_protocol
+            ))
+        }
+        (false, Some(_)) => return Err("--ca applies to SSL and SASL_SSL".into()),
+        (false, None) => None,
+    };
+    let sasl_config = match (sasl, &args.sasl_mechanism, &args.username, &args.password_file) {
+        (true, Some(mechanism), Some(username), Some(password_file)) => Some(UpstreamSaslConfig {
+            mechanism: mechanism.clone(),
+            username: username.clone(),
+            password_file: password_file.clone(),
+        }),
+        (true, _, _, _) => {
+            return Err(format!(
+                "--security-protocol {} needs --sasl-mechanism, --username and --password-file",
+                args.security_protocol
+            ))
+        }
+        (false, None, None, None) => None,
+        (false, _, _, _) => return Err("--sasl-mechanism/--username/--password-file apply to SASL_* protocols".into()),
+    };
+    if args.timeout == 0 || args.timeout > 600 {
+        return Err("--timeout must be 1-600 seconds".into());
+    }
+    let security =
+        crate::backend::upstream::security::UpstreamSecurity::load(tls_config.as_ref(), sasl_config.as_ref())
+            .map_err(|problems| problems.join("; "))?;
+    Ok(crate::diag::listeners::ListenersOptions {
+        bootstrap: args.bootstrap.clone(),
+        security,
+        group: args.group.clone(),
+        timeout: Duration::from_secs(args.timeout),
+    })
+}
+
+fn execute_listeners(args: &ListenersArgs) -> (u8, String) {
+    let opts = match listeners_options(args) {
+        Ok(o) => o,
+        Err(e) => return (64, format!("kgate doctor listeners: {e}\n")),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                70,
+                format!("kgate doctor listeners: cannot start the async runtime: {e}\n"),
+            )
+        }
+    };
+    let report = runtime.block_on(async {
+        let dns = crate::diag::dns::Dns::system(opts.timeout);
+        crate::diag::listeners::diagnose_listeners(&opts, &dns).await
+    });
+    let text = if args.json {
+        format!("{}\n", report.json())
+    } else {
+        report.human()
+    };
+    (report.exit_code(), text)
 }
 
 /// Runs the command, prints its output, returns the exit code (0 ok, 1 a step failed, 64 bad usage).
@@ -101,6 +254,9 @@ pub fn run(cmd: DoctorCommand) -> ExitCode {
 
 /// The exit code and what to print.
 pub fn execute(cmd: DoctorCommand) -> (u8, String) {
+    if let DoctorCommand::Listeners(args) = &cmd {
+        return execute_listeners(args);
+    }
     let (opts, json) = match options(cmd) {
         Ok(o) => o,
         Err(e) => return (64, format!("kgate doctor kerberos: {e}\n")),
@@ -136,7 +292,10 @@ fn options(cmd: DoctorCommand) -> Result<(DoctorOptions, bool), String> {
         server_keytab,
         timeout,
         json,
-    } = cmd;
+    } = cmd
+    else {
+        return Err("not a kerberos command".into());
+    };
     let bootstrap = bootstrap.ok_or("--bootstrap HOST:PORT is required")?;
     let first = bootstrap.split(',').next().unwrap_or("").trim();
     let (host, port) = crate::config::split_host_port(first)

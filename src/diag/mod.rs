@@ -11,6 +11,8 @@
 //! - [`kdc_clock`]: the KDC's clock from a KRB-ERROR, to find clock skew without credentials.
 //! - [`gss`]: the initiator side on MIT krb5 (libgssapi).
 //! - [`report`]: steps with ok/warn/fail, rendered for people or as JSON.
+//!
+//! [`listeners`] is `kgate doctor listeners`: every advertised endpoint checked from the client's side.
 pub mod apreq;
 mod der;
 pub mod dns;
@@ -20,6 +22,7 @@ pub mod jaas;
 pub mod kafka_client;
 pub mod kdc_clock;
 pub mod krb5_conf;
+pub mod listeners;
 pub mod report;
 pub mod startup_checks;
 
