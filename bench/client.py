@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The one benchmark client (confluent-kafka / librdkafka), run unchanged against every server.
 
-    client.py --bootstrap HOST:PORT --size BYTES --n RECORDS [--rate 10000] [--lat-n 50000]
+    client.py --bootstrap HOST:PORT --size BYTES --n RECORDS [--rate 10000] [--lat-n 50000] [--conf K=V ...]
+
+--conf adds librdkafka properties (security.protocol, sasl.*, ssl.*) to every client it makes.
 
 Prints one JSON object on stdout:
   produce   throughput run: N records as fast as possible (acks=all, linger.ms=5, no compression),
@@ -19,6 +21,13 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
+EXTRA = {}  # --conf properties, applied to every client
+
+
+def conf(**props):
+    return {**props, **EXTRA}
+
+
 def pct(sorted_vals, q):
     if not sorted_vals:
         return None
@@ -26,12 +35,12 @@ def pct(sorted_vals, q):
 
 
 def create(bootstrap, topic):
-    a = AdminClient({"bootstrap.servers": bootstrap})  # keep the handle alive until the future resolves
+    a = AdminClient(conf(**{"bootstrap.servers": bootstrap}))  # keep the handle alive until the future resolves
     if topic not in a.list_topics(timeout=10).topics:
         fs = a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)], operation_timeout=30)
         fs[topic].result(30)
     # wait until metadata has a leader
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-md"})
+    c = Consumer(conf(**{"bootstrap.servers": bootstrap, "group.id": "bench-md"}))
     try:
         for _ in range(100):
             t = c.list_topics(topic, timeout=10).topics.get(topic)
@@ -52,9 +61,9 @@ def produce_throughput(bootstrap, topic, n, size):
         else:
             lat.append(msg.latency())
 
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 1000000,
-                  "queue.buffering.max.messages": 1000000, "queue.buffering.max.kbytes": 1048576,
-                  "compression.type": "none"})
+    p = Producer(conf(**{"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 1000000,
+                         "queue.buffering.max.messages": 1000000, "queue.buffering.max.kbytes": 1048576,
+                         "compression.type": "none"}))
     payload = b"x" * size
     t0 = time.perf_counter()
     for i in range(n):
@@ -74,12 +83,12 @@ def produce_throughput(bootstrap, topic, n, size):
 
 
 def consume_throughput(bootstrap, topic, n, size):
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}",
+    c = Consumer(conf(**{"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 10485760,
                   # librdkafka stops fetching at 100k queued messages and then backs off 1 s
                   # (fetch.queue.backoff.ms): with small records that caps any server near 190k msg/s.
-                  "queued.min.messages": 2000000, "fetch.queue.backoff.ms": 0})
+                  "queued.min.messages": 2000000, "fetch.queue.backoff.ms": 0}))
     c.assign([TopicPartition(topic, 0, 0)])
     got, nbytes, t_first, errors = 0, 0, None, 0
     deadline = time.monotonic() + 600
@@ -112,7 +121,7 @@ def fixed_rate_latency(bootstrap, topic, n, size, rate):
         else:
             lat.append(msg.latency())
 
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0, "compression.type": "none"})
+    p = Producer(conf(**{"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0, "compression.type": "none"}))
     payload = b"y" * size
     p.produce(topic, payload)  # warm up the connection
     p.flush(30)
@@ -138,7 +147,9 @@ def main():
     ap.add_argument("--n", type=int, required=True)
     ap.add_argument("--rate", type=int, default=10000)
     ap.add_argument("--lat-n", type=int, default=50000)
+    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args()
+    EXTRA.update(kv.split("=", 1) for kv in a.conf)
     tp, lt = f"bench-tp-{a.size}", f"bench-lat-{a.size}"
     create(a.bootstrap, tp)
     create(a.bootstrap, lt)

@@ -58,8 +58,21 @@ pub async fn run<W: AsyncWrite + Unpin>(
         };
         let written = match next {
             Outgoing::Frame(frame) => out.write_all(&frame).await,
-            Outgoing::Reply { pending, to } => {
-                let body = match pending.await {
+            Outgoing::Reply { mut pending, to } => {
+                // A reply still on its way (an upstream broker's): what is already written must reach
+                // the client now, not after this reply, or a pipelining client's window stalls.
+                let reply = tokio::select! {
+                    biased;
+                    reply = &mut pending => reply,
+                    _ = std::future::ready(()) => {
+                        if let Err(e) = out.flush().await {
+                            debug!(error = %e, "write failed; client gone");
+                            break SessionEnd::ClientClosed;
+                        }
+                        pending.await
+                    }
+                };
+                let body = match reply {
                     Ok(Reply::Body(body)) => body,
                     Ok(Reply::None) => continue,
                     Err(e) => break log_failure(&e, client),
