@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Upstream mode: the same confluent-kafka client direct to Tansu 0.6.0 and through kgate in front of it
 # (PLAINTEXT, then SASL_SSL/SCRAM-SHA-512 on the client side):  ./bench/run-upstream.sh [upstream_bench.py options]
-#   --sizes 100,1024  --n-small 500000  --n-large 200000  --rate 10000  --lat-n 30000
+#   --sizes 100,1024  --n-small 500000  --n-large 200000  --rate 5000  --lat-n 20000  --repeat 3
 # Result: a Markdown table on stdout and in bench/out/upstream.md (+ upstream.json).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

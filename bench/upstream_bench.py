@@ -101,6 +101,20 @@ def run_mode(mode, a, sizes, counts, secrets):
         shutil.rmtree(work, ignore_errors=True)
 
 
+MODES = ("direct", "kgate", "kgate-sasl-ssl")
+
+
+def median_of(results):
+    """The element-wise median of equally shaped nested dicts of numbers."""
+    first = results[0]
+    if isinstance(first, dict):
+        return {k: median_of([r[k] for r in results]) for k in first}
+    if isinstance(first, (int, float)) and not isinstance(first, bool):
+        vals = sorted(results)
+        return vals[len(vals) // 2]
+    return first
+
+
 def table(res, sizes, a, meta):
     rows = []
     d = res["direct"]
@@ -133,7 +147,8 @@ def table(res, sizes, a, meta):
         f"# kgate in front of Tansu vs Tansu direct ({meta['date']})", "",
         f"- machine: {meta['machine']}; client: confluent-kafka {meta['client']} (`bench/client.py`, the same script "
         f"in every mode), one partition, acks=all, no compression",
-        f"- Tansu {meta['tansu']} (`memory://`, fresh per mode); kgate {meta['kgate']} (release)",
+        f"- Tansu {meta['tansu']} (`memory://`, fresh per mode and round); kgate {meta['kgate']} (release); "
+        f"{a.repeat} rounds with the modes interleaved, every figure the median of the rounds",
         f"- records: {records}; fixed-rate latency: {a.lat_n:,} "
         f"records at {a.rate:,}/s, linger.ms=0",
         f"- kgate peak RSS: PLAINTEXT {fmt(rss['kgate'] / 1024 if rss['kgate'] else None, 1)} MiB, SASL_SSL "
@@ -150,8 +165,9 @@ def main():
     ap.add_argument("--sizes", default="100,1024")
     ap.add_argument("--n-small", type=int, default=500_000)
     ap.add_argument("--n-large", type=int, default=200_000)
-    ap.add_argument("--rate", type=int, default=10_000)
-    ap.add_argument("--lat-n", type=int, default=30_000)
+    ap.add_argument("--rate", type=int, default=5_000, help="the moderate fixed rate of the latency run")
+    ap.add_argument("--lat-n", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of all modes; figures are medians")
     ap.add_argument("--out", default=str(HERE / "out" / "upstream.md"))
     a = ap.parse_args()
     a.kgate, a.tansu = str(Path(a.kgate).resolve()), str(Path(a.tansu).resolve())
@@ -165,7 +181,9 @@ def main():
         subprocess.run([a.kgate, "users", "add", "bench", "--mechanism", "SCRAM-SHA-512", "--password-stdin",
                         "--users-file", str(secrets / "users.toml")], input=password + "\n", text=True, check=True,
                        capture_output=True)
-        res = {mode: run_mode(mode, a, sizes, counts, secrets) for mode in ("direct", "kgate", "kgate-sasl-ssl")}
+        # Modes interleaved, --repeat rounds; every figure below is the median over the rounds.
+        rounds = [{mode: run_mode(mode, a, sizes, counts, secrets) for mode in MODES} for _ in range(a.repeat)]
+        res = {mode: median_of([r[mode] for r in rounds]) for mode in MODES}
     finally:
         shutil.rmtree(secrets, ignore_errors=True)
     import confluent_kafka

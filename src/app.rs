@@ -50,6 +50,8 @@ struct SecurityMaterial {
     principal_mapper: Arc<SslPrincipalMapper>,
     /// One entry per listener: GSSAPI servers for its advertised host, when it enables GSSAPI.
     gssapi: Vec<Option<GssapiFactory>>,
+    /// kgate's own TLS/SASL identity towards an upstream cluster (`[backend.tls]`, `[backend.sasl]`).
+    upstream: UpstreamSecurity,
 }
 
 fn load_security_material(config: &Config) -> Result<SecurityMaterial, StartupError> {
@@ -87,12 +89,21 @@ fn load_security_material(config: &Config) -> Result<SecurityMaterial, StartupEr
                 .ok()
         })
         .collect();
+    let upstream = match config.backend.kind {
+        BackendKind::Upstream => UpstreamSecurity::load(config.backend.tls.as_ref(), config.backend.sasl.as_ref())
+            .unwrap_or_else(|upstream_problems| {
+                problems.extend(upstream_problems);
+                UpstreamSecurity::default()
+            }),
+        BackendKind::Embedded => UpstreamSecurity::default(),
+    };
     match principal_mapper {
         Some(mapper) if problems.is_empty() => Ok(SecurityMaterial {
             credentials,
             tls,
             principal_mapper: Arc::new(mapper),
             gssapi,
+            upstream,
         }),
         _ => Err(StartupError::InvalidConfig(problems)),
     }
@@ -156,7 +167,7 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
     config.validate()?;
     check_kerberos_hosts(&config).await?;
     let security = load_security_material(&config)?;
-    let (backend, broker_ids) = open_backend(&config).await?;
+    let (backend, broker_ids) = open_backend(&config, security.upstream.clone()).await?;
     let mut bound = Vec::new();
     for listener in &config.listeners {
         match bind_listener(listener, &broker_ids).await {
@@ -243,16 +254,17 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
 
 /// The embedded broker, or the upstream cluster (discovered before any port is bound), and the
 /// broker ids behind it.
-async fn open_backend(config: &Config) -> Result<(Arc<dyn Backend>, Vec<i32>), StartupError> {
+async fn open_backend(
+    config: &Config,
+    upstream_security: UpstreamSecurity,
+) -> Result<(Arc<dyn Backend>, Vec<i32>), StartupError> {
     match config.backend.kind {
         BackendKind::Embedded => {
             let broker = EmbeddedBroker::open(config).await?;
             Ok((broker, vec![config.broker.node_id]))
         }
         BackendKind::Upstream => {
-            let security = UpstreamSecurity::load(config.backend.tls.as_ref(), config.backend.sasl.as_ref())
-                .map_err(StartupError::InvalidConfig)?;
-            let upstream = UpstreamBackend::open(&config.backend, security).await?;
+            let upstream = UpstreamBackend::open(&config.backend, upstream_security).await?;
             let ids = upstream.broker_ids();
             Ok((upstream, ids))
         }

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 
@@ -364,3 +365,16 @@ def test_upstream_config_mistakes_are_reported_together(kgate_factory, kgate_bin
     for needle in ('backend.bootstrap: "nohost" is not HOST:PORT', 'backend.sasl.mechanism "GSSAPI"',
                    'upstream mode needs [listeners.broker_addresses]'):
         assert needle in cp.stderr, f"{needle!r} not in:\n{cp.stderr}"
+
+
+def test_check_config_reads_the_upstream_secrets(kgate_factory, kgate_bin, tmp_path):
+    """`kgate check-config` (and start-up) load backend.sasl.password_file and backend.tls.ca with the other
+    files, every problem in one report, before anything is contacted."""
+    k = upstream_kgate(kgate_factory, "127.0.0.1:9", start=False,
+                       backend={"sasl": {"mechanism": "SCRAM-SHA-512", "username": "kgate",
+                                         "password_file": str(tmp_path / "missing.pass")},
+                                "tls": {"ca": str(tmp_path / "missing-ca.pem")}})
+    cp = subprocess.run([kgate_bin, "check-config", str(k.config_path)], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 64, cp.stderr
+    assert "backend.sasl: cannot read password_file" in cp.stderr and "backend.tls: cannot read ca" in cp.stderr, \
+        cp.stderr
