@@ -37,11 +37,20 @@ def _child_setup(rlimit_as: int | None):
 # kgate process
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A currently free TCP port on 127.0.0.1 (the kernel picks it), never one this process was already
+    given: the kernel may hand out a just-released port again, and two listeners of one test would collide."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise AssertionError("no fresh free port in 100 tries")
 
 
 def _toml_value(v) -> str:
