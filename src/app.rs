@@ -90,11 +90,15 @@ fn load_security_material(config: &Config) -> Result<SecurityMaterial, StartupEr
         })
         .collect();
     let upstream = match config.backend.kind {
-        BackendKind::Upstream => UpstreamSecurity::load(config.backend.tls.as_ref(), config.backend.sasl.as_ref())
-            .unwrap_or_else(|upstream_problems| {
-                problems.extend(upstream_problems);
-                UpstreamSecurity::default()
-            }),
+        BackendKind::Upstream => UpstreamSecurity::load(
+            config.backend.tls.as_ref(),
+            config.backend.sasl.as_ref(),
+            config.kerberos.as_ref().and_then(|k| k.krb5_conf.as_deref()),
+        )
+        .unwrap_or_else(|upstream_problems| {
+            problems.extend(upstream_problems);
+            UpstreamSecurity::default()
+        }),
         BackendKind::Embedded => UpstreamSecurity::default(),
     };
     match principal_mapper {

@@ -52,11 +52,23 @@ pub type UpstreamConfig = BackendConfig;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSaslConfig {
-    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or GSSAPI.
     pub mechanism: String,
-    pub username: String,
-    /// A file holding the password (one trailing newline is ignored); keep it 0600.
-    pub password_file: PathBuf,
+    /// PLAIN and SCRAM: the user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// PLAIN and SCRAM: a file holding the password (one trailing newline is ignored); keep it 0600.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// GSSAPI: kgate's Kerberos principal, e.g. "kgate@EXAMPLE.COM".
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// GSSAPI: the keytab holding `principal` (default: the ticket cache in KRB5CCNAME).
+    #[serde(default)]
+    pub keytab: Option<PathBuf>,
+    /// GSSAPI: sasl.kerberos.service.name of the upstream brokers.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -621,14 +633,34 @@ impl Config {
                     }
                 }
                 if let Some(sasl) = &backend.sasl {
-                    if crate::security::sasl_client::ClientMechanism::from_name(&sasl.mechanism).is_none() {
+                    let password = (sasl.username.is_some(), sasl.password_file.is_some());
+                    let kerberos = sasl.principal.is_some() || sasl.keytab.is_some();
+                    if sasl.mechanism == "GSSAPI" {
+                        if sasl.principal.as_deref().is_none_or(str::is_empty) {
+                            problems.push(
+                                "backend.sasl: GSSAPI needs principal (kgate's Kerberos principal, e.g. \"kgate@EXAMPLE.COM\") and usually keytab".into(),
+                            );
+                        }
+                        if password != (false, false) {
+                            problems.push(
+                                "backend.sasl: username and password_file belong to PLAIN and SCRAM, not GSSAPI".into(),
+                            );
+                        }
+                    } else if crate::security::sasl_client::ClientMechanism::from_name(&sasl.mechanism).is_none() {
                         problems.push(format!(
-                            "backend.sasl.mechanism {:?} is not supported upstream; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                            "backend.sasl.mechanism {:?} is not supported upstream; use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or GSSAPI",
                             sasl.mechanism
                         ));
-                    }
-                    if sasl.username.is_empty() {
-                        problems.push("backend.sasl.username is empty".into());
+                    } else {
+                        if password != (true, true) || sasl.username.as_deref().is_some_and(str::is_empty) {
+                            problems.push(format!(
+                                "backend.sasl: {} needs username and password_file",
+                                sasl.mechanism
+                            ));
+                        }
+                        if kerberos {
+                            problems.push("backend.sasl: principal and keytab belong to GSSAPI".into());
+                        }
                     }
                 }
                 for l in &self.listeners {

@@ -189,8 +189,11 @@ fn listeners_options(args: &ListenersArgs) -> Result<crate::diag::listeners::Lis
     let sasl_config = match (sasl, &args.sasl_mechanism, &args.username, &args.password_file) {
         (true, Some(mechanism), Some(username), Some(password_file)) => Some(UpstreamSaslConfig {
             mechanism: mechanism.clone(),
-            username: username.clone(),
-            password_file: password_file.clone(),
+            username: Some(username.clone()),
+            password_file: Some(password_file.clone()),
+            principal: None,
+            keytab: None,
+            service_name: "kafka".into(),
         }),
         (true, _, _, _) => {
             return Err(format!(
@@ -205,7 +208,7 @@ fn listeners_options(args: &ListenersArgs) -> Result<crate::diag::listeners::Lis
         return Err("--timeout must be 1-600 seconds".into());
     }
     let security =
-        crate::backend::upstream::security::UpstreamSecurity::load(tls_config.as_ref(), sasl_config.as_ref())
+        crate::backend::upstream::security::UpstreamSecurity::load(tls_config.as_ref(), sasl_config.as_ref(), None)
             .map_err(|problems| problems.join("; "))?;
     Ok(crate::diag::listeners::ListenersOptions {
         bootstrap: args.bootstrap.clone(),

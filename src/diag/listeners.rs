@@ -199,8 +199,8 @@ impl Client<'_> {
         if let Some(sasl) = &s.sasl {
             out.push_str(&format!(
                 ", SASL {} as {:?} accepted",
-                sasl.mechanism.name(),
-                sasl.username
+                sasl.mechanism(),
+                sasl.identity()
             ));
         }
         out

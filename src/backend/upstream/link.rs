@@ -15,13 +15,14 @@ use kafka_protocol::messages::{
     SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use libgssapi::context::SecurityContext;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use super::security::{server_name, UpstreamSecurity};
+use super::security::{server_name, UpstreamSasl, UpstreamSecurity};
 use crate::protocol::{read_frame, RequestFrame};
 
 /// The largest response accepted from upstream (a Fetch answer is bounded by the client's fetch.max.bytes).
@@ -446,15 +447,11 @@ async fn exchange<Req: Encodable, Resp: Decodable>(
 async fn authenticate(
     stream: &mut BoxStream,
     addr: &str,
-    sasl: &crate::security::sasl_client::SaslClientConfig,
+    sasl: &UpstreamSasl,
     authenticate_version: i16,
     correlation_id: &mut i32,
 ) -> Result<(), LinkError> {
-    let failed = |reason: String| LinkError::Sasl {
-        addr: addr.to_string(),
-        reason,
-    };
-    let mechanism = sasl.mechanism.name();
+    let mechanism = sasl.mechanism();
     let handshake: SaslHandshakeResponse = exchange(
         stream,
         addr,
@@ -466,32 +463,117 @@ async fn authenticate(
     .await?;
     if handshake.error_code != 0 {
         let enabled: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
-        return Err(failed(format!(
-            "the broker does not enable {mechanism} (error code {}; it enables {enabled:?})",
-            handshake.error_code
-        )));
-    }
-    let (mut client, mut token) = sasl.start().map_err(|e| failed(e.to_string()))?;
-    loop {
-        let answer: SaslAuthenticateResponse = exchange(
-            stream,
+        return Err(sasl_failed(
             addr,
-            ApiKey::SaslAuthenticate,
-            authenticate_version,
-            &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
-            correlation_id,
-        )
-        .await?;
-        if answer.error_code != 0 {
-            let message = answer.error_message.as_ref().map(|m| m.as_str()).unwrap_or("");
-            return Err(failed(format!("error code {} ({message})", answer.error_code)));
+            format!(
+                "the broker does not enable {mechanism} (error code {}; it enables {enabled:?})",
+                handshake.error_code
+            ),
+        ));
+    }
+    match sasl {
+        UpstreamSasl::Password(config) => {
+            let (mut client, mut token) = config.start().map_err(|e| sasl_failed(addr, e.to_string()))?;
+            loop {
+                let reply = sasl_round(stream, addr, authenticate_version, token, correlation_id).await?;
+                if client.is_complete() {
+                    return Ok(());
+                }
+                match client.step(&reply).map_err(|e| sasl_failed(addr, e.to_string()))? {
+                    Some(next) => token = next,
+                    None => return Ok(()),
+                }
+            }
         }
-        if client.is_complete() {
-            return Ok(());
+        UpstreamSasl::Gssapi(initiator) => {
+            // RFC 4752: context tokens until established, then the broker's wrapped security-layer
+            // offer, answered with "no security layer" (what Kafka clients do).
+            let host = crate::config::split_host_port(addr)
+                .map(|(h, _)| h.to_string())
+                .ok_or_else(|| sasl_failed(addr, "not a HOST:PORT address".into()))?;
+            let initiator = initiator.clone();
+            let started = tokio::task::spawn_blocking(move || initiator.start(&host))
+                .await
+                .map_err(|e| sasl_failed(addr, format!("GSSAPI task failed: {e}")))?;
+            let (mut ctx, mut token) = started.map_err(|e| sasl_failed(addr, e))?;
+            let mut layer_answered = false;
+            for _ in 0..8 {
+                let reply = sasl_round(stream, addr, authenticate_version, token, correlation_id).await?;
+                if layer_answered {
+                    return Ok(());
+                }
+                if !ctx.is_complete() {
+                    let stepped = tokio::task::spawn_blocking(move || {
+                        let next = ctx
+                            .step(Some(&reply), None)
+                            .map(|t| t.map(|b| b.to_vec()).unwrap_or_default());
+                        (ctx, next)
+                    })
+                    .await
+                    .map_err(|e| sasl_failed(addr, format!("GSSAPI task failed: {e}")))?;
+                    ctx = stepped.0;
+                    token = stepped
+                        .1
+                        .map_err(|e| sasl_failed(addr, format!("the broker's GSSAPI reply does not verify: {e}")))?;
+                    continue;
+                }
+                let offer = ctx
+                    .unwrap(&reply)
+                    .map_err(|e| sasl_failed(addr, format!("cannot unwrap the security-layer offer: {e}")))?;
+                if offer.len() != 4 || offer[0] & 0x01 == 0 {
+                    return Err(sasl_failed(
+                        addr,
+                        format!(
+                            "the broker's security-layer offer {:02x?} does not allow \"no security layer\"",
+                            &offer[..]
+                        ),
+                    ));
+                }
+                token = ctx
+                    .wrap(false, &[0x01, 0, 0, 0])
+                    .map_err(|e| sasl_failed(addr, format!("cannot wrap the security-layer answer: {e}")))?
+                    .to_vec();
+                layer_answered = true;
+            }
+            Err(sasl_failed(
+                addr,
+                "the GSSAPI exchange did not finish in 8 rounds".into(),
+            ))
         }
-        match client.step(&answer.auth_bytes).map_err(|e| failed(e.to_string()))? {
-            Some(next) => token = next,
-            None => return Ok(()),
-        }
+    }
+}
+
+/// One SaslAuthenticate round trip; the broker's token, or its error as a SASL failure.
+async fn sasl_round(
+    stream: &mut BoxStream,
+    addr: &str,
+    version: i16,
+    token: Vec<u8>,
+    correlation_id: &mut i32,
+) -> Result<Bytes, LinkError> {
+    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+    let answer: SaslAuthenticateResponse = exchange(
+        stream,
+        addr,
+        ApiKey::SaslAuthenticate,
+        version,
+        &request,
+        correlation_id,
+    )
+    .await?;
+    if answer.error_code != 0 {
+        let message = answer.error_message.as_ref().map(|m| m.as_str()).unwrap_or("");
+        return Err(sasl_failed(
+            addr,
+            format!("error code {} ({message})", answer.error_code),
+        ));
+    }
+    Ok(answer.auth_bytes)
+}
+
+fn sasl_failed(addr: &str, reason: String) -> LinkError {
+    LinkError::Sasl {
+        addr: addr.to_string(),
+        reason,
     }
 }

@@ -23,6 +23,7 @@ use crate::error::{RequestError, StartupError};
 use crate::protocol::{RequestFrame, VersionTable};
 
 pub mod cluster;
+pub mod gssapi;
 pub mod link;
 pub mod security;
 

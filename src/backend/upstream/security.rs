@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 
+use super::gssapi::GssapiInitiator;
 use crate::config::{UpstreamSaslConfig, UpstreamTlsConfig};
 use crate::listener::tls::{parse_certificates, parse_private_key, CERT_HINT};
 use crate::security::sasl_client::{ClientMechanism, SaslClientConfig};
@@ -15,16 +16,46 @@ use crate::security::sasl_client::{ClientMechanism, SaslClientConfig};
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamSecurity {
     pub tls: Option<Arc<ClientConfig>>,
-    pub sasl: Option<Arc<SaslClientConfig>>,
+    pub sasl: Option<UpstreamSasl>,
+}
+
+/// kgate's SASL identity upstream.
+#[derive(Debug, Clone)]
+pub enum UpstreamSasl {
+    /// PLAIN or SCRAM with a user name and password.
+    Password(Arc<SaslClientConfig>),
+    Gssapi(Arc<GssapiInitiator>),
+}
+
+impl UpstreamSasl {
+    pub fn mechanism(&self) -> &'static str {
+        match self {
+            UpstreamSasl::Password(c) => c.mechanism.name(),
+            UpstreamSasl::Gssapi(_) => "GSSAPI",
+        }
+    }
+
+    /// The identity kgate authenticates as (user name or Kerberos principal).
+    pub fn identity(&self) -> &str {
+        match self {
+            UpstreamSasl::Password(c) => &c.username,
+            UpstreamSasl::Gssapi(g) => g.principal(),
+        }
+    }
 }
 
 impl UpstreamSecurity {
     /// Loads the files; every problem is returned (for the start-up report).
-    pub fn load(tls: Option<&UpstreamTlsConfig>, sasl: Option<&UpstreamSaslConfig>) -> Result<Self, Vec<String>> {
+    /// `krb5_conf`: `[kerberos] krb5_conf`, for GSSAPI.
+    pub fn load(
+        tls: Option<&UpstreamTlsConfig>,
+        sasl: Option<&UpstreamSaslConfig>,
+        krb5_conf: Option<&Path>,
+    ) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
         let tls = tls.and_then(|t| load_tls(t).map_err(|e| problems.push(format!("backend.tls: {e}"))).ok());
         let sasl = sasl.and_then(|s| {
-            load_sasl(s)
+            load_sasl(s, krb5_conf)
                 .map_err(|e| problems.push(format!("backend.sasl: {e}")))
                 .ok()
         });
@@ -84,26 +115,34 @@ fn load_tls(config: &UpstreamTlsConfig) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(client_config))
 }
 
-fn load_sasl(config: &UpstreamSaslConfig) -> Result<Arc<SaslClientConfig>, String> {
+fn load_sasl(config: &UpstreamSaslConfig, krb5_conf: Option<&Path>) -> Result<UpstreamSasl, String> {
+    if config.mechanism == "GSSAPI" {
+        let principal = config.principal.as_deref().ok_or("GSSAPI needs principal")?;
+        let initiator = GssapiInitiator::new(principal, config.keytab.as_deref(), &config.service_name, krb5_conf)?;
+        return Ok(UpstreamSasl::Gssapi(Arc::new(initiator)));
+    }
     let mechanism = ClientMechanism::from_name(&config.mechanism).ok_or_else(|| {
         format!(
-            "mechanism {:?} is not supported upstream; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+            "mechanism {:?} is not supported upstream; use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or GSSAPI",
             config.mechanism
         )
     })?;
-    let text = std::fs::read_to_string(&config.password_file)
-        .map_err(|e| format!("cannot read password_file {}: {e}", config.password_file.display()))?;
+    let (Some(username), Some(password_file)) = (&config.username, &config.password_file) else {
+        return Err(format!("{} needs username and password_file", config.mechanism));
+    };
+    let text = std::fs::read_to_string(password_file)
+        .map_err(|e| format!("cannot read password_file {}: {e}", password_file.display()))?;
     // One trailing newline is what `echo pw > file` leaves; anything else is part of the password.
     let password = text.strip_suffix('\n').unwrap_or(&text);
     let password = password.strip_suffix('\r').unwrap_or(password);
     if password.is_empty() {
-        return Err(format!("password_file {} is empty", config.password_file.display()));
+        return Err(format!("password_file {} is empty", password_file.display()));
     }
-    Ok(Arc::new(SaslClientConfig::new(
+    Ok(UpstreamSasl::Password(Arc::new(SaslClientConfig::new(
         mechanism,
-        config.username.clone(),
+        username.clone(),
         password.to_string(),
-    )))
+    ))))
 }
 
 /// The name a TLS connection to `host` verifies: a DNS name or an IP address.
