@@ -123,6 +123,26 @@ def test_three_brokers_port_per_broker(kgate_factory, mock3):
     k.assert_alive()
 
 
+def test_acks_0_is_forwarded_without_waiting_for_an_answer(kgate_factory, mock3):
+    """Kafka never answers acks=0 Produce; kgate must not wait for (or mismatch) an answer: a Metadata request
+    on the same connections afterwards still gets its own response, and every record arrives."""
+    k = upstream_kgate(kgate_factory, mock3.bootstrap)
+    p = Producer({"bootstrap.servers": k.bootstrap, "acks": 0, "linger.ms": 5})
+    for i in range(N):
+        p.produce("spread", str(i).encode(), partition=i % 6)
+    assert p.flush(30) == 0
+    assert len(p.list_topics("spread", timeout=10).topics["spread"].partitions) == 6
+    deadline = time.monotonic() + 20
+    while True:
+        stored = consume_all(k.bootstrap, "spread", 6)
+        values = sorted(int(v) for records in stored.values() for _, _, v in records)
+        if values == list(range(N)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert values == list(range(N)), f"{len(values)} of {N} acks=0 records arrived"
+    k.assert_alive()
+
+
 def test_a_port_leads_to_its_own_broker(kgate_factory, mock3):
     """Dialling broker 2's port must reach broker 2 and no other: move every leader to broker 2, then
     bootstrap a producer on broker 3's port; it reaches broker 2 through broker 2's advertised port."""
