@@ -171,7 +171,8 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
     config.validate()?;
     check_kerberos_hosts(&config).await?;
     let security = load_security_material(&config)?;
-    let (backend, broker_ids) = open_backend(&config, security.upstream.clone()).await?;
+    let backend = open_backend(&config, security.upstream.clone()).await?;
+    let broker_ids = backend.broker_ids().borrow().clone();
     let mut bound = Vec::new();
     for listener in &config.listeners {
         match bind_listener(listener, &broker_ids).await {
@@ -227,6 +228,9 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
                 .clone()
                 .filter(|a| matches!(**a, BrokerAddressing::Sni { .. })),
         });
+        let port_per_broker = addressing
+            .clone()
+            .filter(|a| matches!(**a, BrokerAddressing::PortPerBroker { .. }));
         let settings = Arc::new(SessionSettings::new(
             &*backend,
             config.network.socket_request_max_bytes,
@@ -234,6 +238,17 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
             super_users.clone(),
             addressing,
         ));
+        if let Some(addressing) = port_per_broker {
+            let parts = AcceptParts {
+                backend: backend.clone(),
+                tracker: tracker.clone(),
+                settings: settings.clone(),
+                security: listener_security.clone(),
+                stop: stop_rx.clone(),
+            };
+            let already: Vec<i32> = broker_ports.iter().filter_map(|p| p.target_node).collect();
+            background.push(spawn_port_binder(&b, addressing, already, parts));
+        }
         for b in std::iter::once(b).chain(broker_ports) {
             accept_tasks.push(tokio::spawn(accept_loop(
                 b,
@@ -258,21 +273,64 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
 
 /// The embedded broker, or the upstream cluster (discovered before any port is bound), and the
 /// broker ids behind it.
-async fn open_backend(
-    config: &Config,
-    upstream_security: UpstreamSecurity,
-) -> Result<(Arc<dyn Backend>, Vec<i32>), StartupError> {
-    match config.backend.kind {
-        BackendKind::Embedded => {
-            let broker = EmbeddedBroker::open(config).await?;
-            Ok((broker, vec![config.broker.node_id]))
+async fn open_backend(config: &Config, upstream_security: UpstreamSecurity) -> Result<Arc<dyn Backend>, StartupError> {
+    Ok(match config.backend.kind {
+        BackendKind::Embedded => EmbeddedBroker::open(config).await?,
+        BackendKind::Upstream => UpstreamBackend::open(&config.backend, upstream_security).await?,
+    })
+}
+
+/// Binds a port (and starts its accept loop) for every broker that joins later, under port-per-broker
+/// addressing. Runs until aborted at stop.
+fn spawn_port_binder(
+    main: &BoundListener,
+    addressing: Arc<BrokerAddressing>,
+    bound: Vec<i32>,
+    accept: AcceptParts,
+) -> JoinHandle<()> {
+    let (config, ip) = (main.config.clone(), main.local_addr.ip());
+    let mut ids = accept.backend.broker_ids();
+    tokio::spawn(async move {
+        let mut bound: std::collections::HashSet<i32> = bound.into_iter().collect();
+        while ids.changed().await.is_ok() {
+            let current = ids.borrow_and_update().clone();
+            let joined: Vec<i32> = current.into_iter().filter(|id| !bound.contains(id)).collect();
+            for id in joined {
+                let port = match addressing.address_of(id) {
+                    Ok((_, port)) => u16::try_from(port).unwrap_or(0),
+                    Err(e) => {
+                        warn!(listener = %config.name, "broker {id} joined but has no address: {e}");
+                        continue;
+                    }
+                };
+                match bind_broker_port(&config, ip, id, port).await {
+                    Ok(b) => {
+                        bound.insert(id);
+                        info!(listener = %config.name, bind = %b.local_addr, broker = id, "broker joined: listening for it");
+                        tokio::spawn(accept_loop(
+                            b,
+                            accept.backend.clone(),
+                            accept.tracker.clone(),
+                            accept.settings.clone(),
+                            accept.security.clone(),
+                            accept.stop.clone(),
+                        ));
+                    }
+                    // Retried at the next change of the broker list.
+                    Err(e) => warn!("broker {id} joined, but {e}"),
+                }
+            }
         }
-        BackendKind::Upstream => {
-            let upstream = UpstreamBackend::open(&config.backend, upstream_security).await?;
-            let ids = upstream.broker_ids();
-            Ok((upstream, ids))
-        }
-    }
+    })
+}
+
+/// What an accept loop needs besides its socket.
+struct AcceptParts {
+    backend: Arc<dyn Backend>,
+    tracker: Arc<ConnectionTracker>,
+    settings: Arc<SessionSettings>,
+    security: Arc<ListenerSecurity>,
+    stop: watch::Receiver<bool>,
 }
 
 /// A listener's bootstrap port, plus one port per broker under port-per-broker addressing.
@@ -295,7 +353,7 @@ async fn bind_listener(
                 StartupError::InvalidConfig(vec![format!("listener {:?}: broker_addresses: {e}", listener.name)])
             })?;
             let port = u16::try_from(port).unwrap_or(0);
-            broker_ports.push(bind_broker_port(&main, id, port).await?);
+            broker_ports.push(bind_broker_port(&main.config, main.local_addr.ip(), id, port).await?);
         }
     }
     Ok((main, broker_ports, addressing))

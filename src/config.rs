@@ -34,7 +34,7 @@ pub enum BackendKind {
 }
 
 /// `[backend]`: kgate's side of the connection to an upstream cluster.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendConfig {
     pub kind: BackendKind,
@@ -44,6 +44,20 @@ pub struct BackendConfig {
     pub sasl: Option<UpstreamSaslConfig>,
     /// TLS to the upstream brokers.
     pub tls: Option<UpstreamTlsConfig>,
+    /// How often kgate re-reads the upstream's broker list (brokers that join get their port).
+    pub metadata_refresh_ms: u64,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            kind: BackendKind::Embedded,
+            bootstrap: Vec::new(),
+            sasl: None,
+            tls: None,
+            metadata_refresh_ms: 30_000,
+        }
+    }
 }
 
 /// Alias used by the upstream module: the same `[backend]` section.
@@ -621,6 +635,9 @@ impl Config {
                 }
             }
             BackendKind::Upstream => {
+                if backend.metadata_refresh_ms < 100 {
+                    problems.push("backend.metadata_refresh_ms must be >= 100".into());
+                }
                 if backend.bootstrap.is_empty() {
                     problems.push(
                         "backend.bootstrap is empty: list the upstream brokers, e.g. [\"kafka-1.internal:9092\"]"

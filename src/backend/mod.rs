@@ -51,6 +51,10 @@ pub trait Backend: Send + Sync + 'static {
     /// client connection, so that each keeps Kafka's one-request-at-a-time order).
     fn connect(self: Arc<Self>, ctx: &RequestContext) -> Box<dyn BackendConnection>;
 
+    /// The broker ids behind this backend, kept current (a listener with a port per broker binds
+    /// one for each, including brokers that join later).
+    fn broker_ids(&self) -> tokio::sync::watch::Receiver<Vec<i32>>;
+
     /// Flushes and releases everything; called once after the last connection is closed.
     async fn shutdown(&self);
 }

@@ -98,17 +98,22 @@ pub async fn bind(config: &ListenerConfig) -> Result<BoundListener, StartupError
 
 /// Binds the port that stands for broker `node_id` on the listener's IP (port-per-broker
 /// addressing: clients told `host:port` for that broker reach kgate there).
-pub async fn bind_broker_port(main: &BoundListener, node_id: i32, port: u16) -> Result<BoundListener, StartupError> {
-    let addr = SocketAddr::new(main.local_addr.ip(), port);
+pub async fn bind_broker_port(
+    config: &Arc<ListenerConfig>,
+    ip: std::net::IpAddr,
+    node_id: i32,
+    port: u16,
+) -> Result<BoundListener, StartupError> {
+    let addr = SocketAddr::new(ip, port);
     let bind_error = |source| StartupError::Bind {
-        listener: format!("{} (broker {node_id})", main.config.name),
+        listener: format!("{} (broker {node_id})", config.name),
         addr: addr.to_string(),
         source,
     };
     let socket = TcpListener::bind(addr).await.map_err(bind_error)?;
     let local_addr = socket.local_addr().map_err(bind_error)?;
     Ok(BoundListener {
-        config: main.config.clone(),
+        config: config.clone(),
         local_addr,
         target_node: Some(node_id),
         socket,

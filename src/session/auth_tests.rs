@@ -36,6 +36,10 @@ impl Backend for PrincipalEcho {
         Box::new(crate::backend::InOrderConnection(self))
     }
 
+    fn broker_ids(&self) -> tokio::sync::watch::Receiver<Vec<i32>> {
+        tokio::sync::watch::channel(vec![0]).1
+    }
+
     async fn shutdown(&self) {}
 }
 

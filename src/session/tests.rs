@@ -31,6 +31,10 @@ impl Backend for ScriptedBackend {
         Box::new(crate::backend::InOrderConnection(self))
     }
 
+    fn broker_ids(&self) -> tokio::sync::watch::Receiver<Vec<i32>> {
+        tokio::sync::watch::channel(vec![0]).1
+    }
+
     async fn shutdown(&self) {}
 }
 

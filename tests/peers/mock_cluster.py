@@ -4,6 +4,7 @@ PLAINTEXT cluster of N brokers on 127.0.0.1, controlled over stdin:
 
     down ID     the broker closes its connections and refuses new ones (rd_kafka_mock_broker_set_down)
     up ID       the broker serves again, with its partitions and data intact
+    add ID      a new broker joins the cluster (rd_kafka_mock_broker_add)
     leader TOPIC PARTITION ID   moves a partition's leadership
     coordinator group GROUP ID  makes broker ID the group's coordinator
 
@@ -39,6 +40,7 @@ lib.rd_kafka_mock_cluster_bootstraps.argtypes = [ctypes.c_void_p]
 lib.rd_kafka_mock_topic_create.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
 lib.rd_kafka_mock_broker_set_down.argtypes = [ctypes.c_void_p, ctypes.c_int32]
 lib.rd_kafka_mock_broker_set_up.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+lib.rd_kafka_mock_broker_add.argtypes = [ctypes.c_void_p, ctypes.c_int32]
 lib.rd_kafka_mock_partition_set_leader.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32]
 lib.rd_kafka_mock_coordinator_set.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int32]
 lib.rd_kafka_mock_cluster_destroy.argtypes = [ctypes.c_void_p]
@@ -71,6 +73,8 @@ for line in sys.stdin:
         rc = lib.rd_kafka_mock_broker_set_down(mc, int(words[1]))
     elif cmd == "up":
         rc = lib.rd_kafka_mock_broker_set_up(mc, int(words[1]))
+    elif cmd == "add":
+        rc = lib.rd_kafka_mock_broker_add(mc, int(words[1]))
     elif cmd == "leader":
         rc = lib.rd_kafka_mock_partition_set_leader(mc, words[1].encode(), int(words[2]), int(words[3]))
     elif cmd == "coordinator":

@@ -143,6 +143,27 @@ def test_acks_0_is_forwarded_without_waiting_for_an_answer(kgate_factory, mock3)
     k.assert_alive()
 
 
+def test_a_broker_that_joins_gets_its_own_port(kgate_factory, mock3):
+    k = upstream_kgate(kgate_factory, mock3.bootstrap, backend={"metadata_refresh_ms": 200})
+    mock3.command("add 4")
+    deadline = time.monotonic() + 20
+    while True:
+        seen = brokers_seen(k.bootstrap)
+        try:
+            socket.create_connection(("127.0.0.1", k.base_port + 4), timeout=1).close()
+            listening = True
+        except OSError:
+            listening = False
+        if 4 in seen and listening:
+            break
+        assert time.monotonic() < deadline, f"broker 4 not served after 20 s: metadata {seen}, port open {listening}"
+        time.sleep(0.2)
+    assert seen[4] == f"127.0.0.1:{k.base_port + 4}"
+    # The new port leads to broker 4, which answers Metadata like the others.
+    assert brokers_seen(f"127.0.0.1:{k.base_port + 4}")[4] == f"127.0.0.1:{k.base_port + 4}"
+    k.assert_alive()
+
+
 def test_a_port_leads_to_its_own_broker(kgate_factory, mock3):
     """Dialling broker 2's port must reach broker 2 and no other: move every leader to broker 2, then
     bootstrap a producer on broker 3's port; it reaches broker 2 through broker 2's advertised port."""
@@ -378,13 +399,19 @@ def test_kafka_0_9_upstream_is_refused_at_startup(kgate_factory, kgate_bin, tmp_
 def test_upstream_config_mistakes_are_reported_together(kgate_factory, kgate_bin):
     k = kgate_factory(start=False)
     k.config["backend"] = {"kind": "upstream", "bootstrap": ["nohost"], "sasl": {
-        "mechanism": "GSSAPI", "username": "kgate", "password_file": "/nonexistent"}}
+        "mechanism": "OAUTHBEARER", "username": "kgate", "password_file": "/nonexistent"}}
     k.config_path.write_text(to_toml(k.config))
     cp = run_kgate_expecting_failure(kgate_bin, k.config_path)
     assert cp.returncode == 64, cp.stderr
-    for needle in ('backend.bootstrap: "nohost" is not HOST:PORT', 'backend.sasl.mechanism "GSSAPI"',
+    for needle in ('backend.bootstrap: "nohost" is not HOST:PORT', 'backend.sasl.mechanism "OAUTHBEARER"',
                    'upstream mode needs [listeners.broker_addresses]'):
         assert needle in cp.stderr, f"{needle!r} not in:\n{cp.stderr}"
+    # GSSAPI takes a principal, not a user name and password.
+    k.config["backend"]["sasl"] = {"mechanism": "GSSAPI", "username": "kgate"}
+    k.config_path.write_text(to_toml(k.config))
+    cp = run_kgate_expecting_failure(kgate_bin, k.config_path)
+    assert cp.returncode == 64, cp.stderr
+    assert "GSSAPI needs principal" in cp.stderr and "username and password_file belong to PLAIN and SCRAM" in cp.stderr
 
 
 def test_check_config_reads_the_upstream_secrets(kgate_factory, kgate_bin, tmp_path):
@@ -398,3 +425,19 @@ def test_check_config_reads_the_upstream_secrets(kgate_factory, kgate_bin, tmp_p
     assert cp.returncode == 64, cp.stderr
     assert "backend.sasl: cannot read password_file" in cp.stderr and "backend.tls: cannot read ca" in cp.stderr, \
         cp.stderr
+
+
+def test_embedded_broker_honours_broker_addresses(kgate_factory):
+    """NAT in front of a standalone kgate: the embedded broker is shown (Metadata, FindCoordinator) at
+    host:(base_port + node id) and served there too."""
+    k = kgate_factory(start=False)
+    base = free_port_block(1)
+    k.config["listeners"][0]["broker_addresses"] = {"scheme": "port_per_broker", "host": "localhost",
+                                                    "base_port": base}
+    k.config_path.write_text(to_toml(k.config))
+    k.start()
+    assert brokers_seen(k.bootstrap) == {0: f"localhost:{base}"}
+    r = raw_call(k.bootstrap, 10, 0, kstr("g-nat"))
+    assert (r.i16(), r.i32(), r.string(), r.i32()) == (0, 0, "localhost", base)
+    assert sorted(produce_numbers(k.bootstrap, "nat", 100)) == list(range(100))
+    assert sorted(consume_group(k.bootstrap, "nat", "g-nat", 100)) == list(range(100))

@@ -230,6 +230,11 @@ impl Backend for EmbeddedBroker {
         Box::new(InOrderConnection(self))
     }
 
+    /// One node, for good.
+    fn broker_ids(&self) -> tokio::sync::watch::Receiver<Vec<i32>> {
+        tokio::sync::watch::channel(vec![self.identity.node_id]).1
+    }
+
     async fn shutdown(&self) {
         for task in lock(&self.background).drain(..) {
             task.abort();

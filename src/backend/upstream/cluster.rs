@@ -4,7 +4,10 @@
 //! refreshed whenever a client asks for a broker id kgate has not seen (a broker added later).
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, MetadataRequest, MetadataResponse};
 
@@ -25,6 +28,8 @@ pub struct Cluster {
     cluster_id: Option<String>,
     /// Bootstrap connections rotate over the list, so one dead entry does not stop new clients.
     next_bootstrap: AtomicUsize,
+    /// The broker ids, for whoever serves a port per broker.
+    ids: watch::Sender<Vec<i32>>,
 }
 
 /// What discovery found.
@@ -71,12 +76,15 @@ impl Cluster {
                     continue;
                 }
             };
+            let brokers = brokers_of(&metadata);
+            let (ids, _) = watch::channel(brokers.keys().copied().collect());
             let cluster = Cluster {
                 bootstrap: bootstrap.clone(),
                 security,
                 sasl_authenticate_version,
                 metadata_version,
-                brokers: RwLock::new(brokers_of(&metadata)),
+                ids,
+                brokers: RwLock::new(brokers),
                 cluster_id: metadata.cluster_id.as_ref().map(|c| c.to_string()),
                 next_bootstrap: AtomicUsize::new(0),
             };
@@ -157,8 +165,38 @@ impl Cluster {
     pub async fn refresh(&self) -> Result<(), LinkError> {
         let mut link = self.open_any().await?;
         let metadata = fetch_metadata(&mut link, self.metadata_version).await?;
-        *self.brokers.write().unwrap_or_else(|p| p.into_inner()) = brokers_of(&metadata);
+        let brokers = brokers_of(&metadata);
+        let ids: Vec<i32> = brokers.keys().copied().collect();
+        *self.brokers.write().unwrap_or_else(|p| p.into_inner()) = brokers;
+        self.ids.send_if_modified(|known| {
+            // Ids are only added: a broker missing from one answer (restarting) keeps its port.
+            let new: Vec<i32> = ids.into_iter().filter(|id| !known.contains(id)).collect();
+            known.extend(&new);
+            known.sort_unstable();
+            !new.is_empty()
+        });
         Ok(())
+    }
+
+    /// The broker ids seen so far; changes when a broker joins.
+    pub fn watch_broker_ids(&self) -> watch::Receiver<Vec<i32>> {
+        self.ids.subscribe()
+    }
+
+    /// Refreshes the broker list every `every` until aborted.
+    pub fn spawn_refresher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                if let Err(e) = cluster.refresh().await {
+                    tracing::warn!("cannot refresh the upstream broker list: {e}");
+                }
+            }
+        })
     }
 }
 

@@ -38,6 +38,7 @@ const MAX_IN_FLIGHT: usize = 16;
 pub struct UpstreamBackend {
     cluster: Arc<Cluster>,
     versions: VersionTable,
+    refresher: tokio::task::JoinHandle<()>,
 }
 
 impl UpstreamBackend {
@@ -57,14 +58,13 @@ impl UpstreamBackend {
             security_protocol = security.protocol_name(),
             "upstream cluster discovered"
         );
+        let cluster = Arc::new(cluster);
+        let refresher = cluster.spawn_refresher(std::time::Duration::from_millis(config.metadata_refresh_ms));
         Ok(Arc::new(UpstreamBackend {
-            cluster: Arc::new(cluster),
+            cluster,
             versions,
+            refresher,
         }))
-    }
-
-    pub fn broker_ids(&self) -> Vec<i32> {
-        self.cluster.broker_ids()
     }
 }
 
@@ -128,7 +128,13 @@ impl Backend for UpstreamBackend {
         })
     }
 
-    async fn shutdown(&self) {}
+    fn broker_ids(&self) -> tokio::sync::watch::Receiver<Vec<i32>> {
+        self.cluster.watch_broker_ids()
+    }
+
+    async fn shutdown(&self) {
+        self.refresher.abort();
+    }
 }
 
 struct UpstreamConnection {
