@@ -60,9 +60,6 @@ impl Default for BackendConfig {
     }
 }
 
-/// Alias used by the upstream module: the same `[backend]` section.
-pub type UpstreamConfig = BackendConfig;
-
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSaslConfig {

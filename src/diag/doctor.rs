@@ -1711,10 +1711,9 @@ async fn handshake_step(opts: &DoctorOptions, cred: &Cred, spn: &Spn, report: &m
             continue;
         }
         // RFC 4752 §3.1: the context is established; the broker's wrapped offer of security layers.
-        let offer = match ctx.unwrap(&reply) {
-            Ok(o) => o.to_vec(),
-            Err(e) => {
-                let f = gss::failure(&e);
+        token = match gss::answer_security_layer(&mut ctx, &reply) {
+            Ok(t) => t,
+            Err(gss::LayerError::Unwrap(f)) => {
                 fail(
                     report,
                     format!("cannot unwrap the broker's security-layer offer: {}", f.text),
@@ -1723,20 +1722,16 @@ async fn handshake_step(opts: &DoctorOptions, cred: &Cred, spn: &Spn, report: &m
                 );
                 return;
             }
-        };
-        if offer.len() != 4 || offer[0] & 0x01 == 0 {
-            fail(
-                report,
-                format!("the broker's security-layer offer {offer:02x?} does not allow \"no security layer\""),
-                "Kafka clients support only the \"no security layer\" option (0x01).".into(),
-                "configure the broker to offer no security layer".into(),
-            );
-            return;
-        }
-        token = match ctx.wrap(false, &[0x01, 0, 0, 0]) {
-            Ok(t) => t.to_vec(),
-            Err(e) => {
-                let f = gss::failure(&e);
+            Err(gss::LayerError::NoPlainLayer(offer)) => {
+                fail(
+                    report,
+                    format!("the broker's security-layer offer {offer:02x?} does not allow \"no security layer\""),
+                    "Kafka clients support only the \"no security layer\" option (0x01).".into(),
+                    "configure the broker to offer no security layer".into(),
+                );
+                return;
+            }
+            Err(gss::LayerError::Wrap(f)) => {
                 fail(
                     report,
                     format!("cannot wrap the reply: {}", f.text),

@@ -139,3 +139,25 @@ pub mod codes {
     pub const BADKEYVER: u32 = 44;
     pub const NOKEY: u32 = 45;
 }
+
+/// Why answering the acceptor's security-layer offer failed.
+#[derive(Debug)]
+pub enum LayerError {
+    /// The offer does not unwrap with the established context.
+    Unwrap(GssFailure),
+    /// The offer (4 bytes: layers bitmask, max size) does not include "no security layer" (0x01).
+    NoPlainLayer(Vec<u8>),
+    Wrap(GssFailure),
+}
+
+/// RFC 4752 section 3.1, once the context is established: unwraps the acceptor's offer and answers
+/// "no security layer, no authorization id", which is what Kafka clients send.
+pub fn answer_security_layer(ctx: &mut ClientCtx, wrapped_offer: &[u8]) -> Result<Vec<u8>, LayerError> {
+    let offer = ctx.unwrap(wrapped_offer).map_err(|e| LayerError::Unwrap(failure(&e)))?;
+    if offer.len() != 4 || offer[0] & 0x01 == 0 {
+        return Err(LayerError::NoPlainLayer(offer.to_vec()));
+    }
+    ctx.wrap(false, &[0x01, 0, 0, 0])
+        .map(|t| t.to_vec())
+        .map_err(|e| LayerError::Wrap(failure(&e)))
+}

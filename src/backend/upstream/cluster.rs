@@ -100,15 +100,6 @@ impl Cluster {
         self.cluster_id.as_deref()
     }
 
-    pub fn broker_ids(&self) -> Vec<i32> {
-        self.brokers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .copied()
-            .collect()
-    }
-
     pub fn brokers(&self) -> BTreeMap<i32, String> {
         self.brokers.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -16,6 +16,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use libgssapi::context::SecurityContext;
+
+use crate::diag::gss::LayerError;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -111,8 +113,8 @@ impl Link {
     }
 
     /// Connects, secures, asks ApiVersions (before SASL, as Kafka clients do), then authenticates:
-    /// the first contact with a cluster. `Ok(None)` for the versions when the broker closed the
-    /// connection on ApiVersions (a broker older than Kafka 0.10.0).
+    /// the first contact with a cluster. A broker that closes the connection on ApiVersions is a
+    /// protocol error: older than Kafka 0.10.0, or a TLS port spoken to in plaintext.
     pub async fn open_discovering(
         addr: &str,
         security: &UpstreamSecurity,
@@ -129,12 +131,20 @@ impl Link {
         )
         .await
         .map_err(|e| match e {
-            LinkError::Closed { addr, .. } => LinkError::Protocol {
-                addr,
-                reason: "it closed the connection when asked ApiVersions: it is older than Kafka 0.10.0 \
-                         (no ApiVersions), which kgate cannot front; upgrade the cluster to 0.10.0 or newer"
-                    .into(),
-            },
+            LinkError::Closed { addr, .. } => {
+                let tls_hint = if security.tls.is_none() {
+                    " (or the port expects TLS: then set [backend.tls])"
+                } else {
+                    ""
+                };
+                LinkError::Protocol {
+                    addr,
+                    reason: format!(
+                        "it closed the connection when asked ApiVersions: it is older than Kafka 0.10.0 \
+                         (no ApiVersions), which kgate cannot front; upgrade the cluster to 0.10.0 or newer{tls_hint}"
+                    ),
+                }
+            }
             other => other,
         })?;
         if versions.error_code != 0 {
@@ -166,10 +176,6 @@ impl Link {
             next_correlation_id,
             reader,
         }
-    }
-
-    pub fn addr(&self) -> &str {
-        &self.addr
     }
 
     /// True once the upstream closed the connection (or broke the protocol).
@@ -517,22 +523,18 @@ async fn authenticate(
                         .map_err(|e| sasl_failed(addr, format!("the broker's GSSAPI reply does not verify: {e}")))?;
                     continue;
                 }
-                let offer = ctx
-                    .unwrap(&reply)
-                    .map_err(|e| sasl_failed(addr, format!("cannot unwrap the security-layer offer: {e}")))?;
-                if offer.len() != 4 || offer[0] & 0x01 == 0 {
-                    return Err(sasl_failed(
-                        addr,
-                        format!(
-                            "the broker's security-layer offer {:02x?} does not allow \"no security layer\"",
-                            &offer[..]
-                        ),
-                    ));
-                }
-                token = ctx
-                    .wrap(false, &[0x01, 0, 0, 0])
-                    .map_err(|e| sasl_failed(addr, format!("cannot wrap the security-layer answer: {e}")))?
-                    .to_vec();
+                token = crate::diag::gss::answer_security_layer(&mut ctx, &reply).map_err(|e| {
+                    let reason = match e {
+                        LayerError::Unwrap(f) => format!("cannot unwrap the security-layer offer: {f}"),
+                        LayerError::NoPlainLayer(offer) => {
+                            format!(
+                                "the broker's security-layer offer {offer:02x?} does not allow \"no security layer\""
+                            )
+                        }
+                        LayerError::Wrap(f) => format!("cannot wrap the security-layer answer: {f}"),
+                    };
+                    sasl_failed(addr, reason)
+                })?;
                 layer_answered = true;
             }
             Err(sasl_failed(

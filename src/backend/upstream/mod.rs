@@ -18,7 +18,7 @@ use kafka_protocol::messages::ApiKey;
 use tracing::info;
 
 use crate::backend::{Backend, BackendConnection, PendingReply, Reply, RequestContext};
-use crate::config::UpstreamConfig;
+use crate::config::BackendConfig;
 use crate::error::{RequestError, StartupError};
 use crate::protocol::{RequestFrame, VersionTable};
 
@@ -44,7 +44,7 @@ pub struct UpstreamBackend {
 impl UpstreamBackend {
     /// Discovers the cluster; fails start-up when no bootstrap broker can be used.
     pub async fn open(
-        config: &UpstreamConfig,
+        config: &BackendConfig,
         security: UpstreamSecurity,
     ) -> Result<Arc<UpstreamBackend>, StartupError> {
         let discovered = Cluster::discover(config.bootstrap.clone(), security.clone())
