@@ -49,7 +49,13 @@ impl crate::backend::ServesInOrder for ScriptedBackend {
             ApiKey::Produce => Ok(Reply::None),
             ApiKey::Metadata => {
                 let id = request.correlation_id();
-                tokio::time::sleep(Duration::from_millis(50u64.saturating_sub(id as u64 * 10))).await;
+                // Correlation id 99 stands for a long poll that outlasts the test.
+                let delay = if id == 99 {
+                    30_000
+                } else {
+                    50u64.saturating_sub(id as u64 * 10)
+                };
+                tokio::time::sleep(Duration::from_millis(delay)).await;
                 let mut body = BytesMut::new();
                 body.put_i32(id);
                 Ok(Reply::Body(body))
@@ -268,4 +274,18 @@ async fn shutdown_ends_an_idle_session() {
             .unwrap(),
         SessionEnd::Shutdown
     );
+}
+
+#[tokio::test]
+async fn an_answer_is_flushed_while_the_next_one_is_still_pending() {
+    // A pipelining client must not wait for answer 1 until answer 2 (a long poll) is ready.
+    let (mut client, _task, _stop) = start();
+    let mut both = frame(3, 1, 5, &[0, 0, 0, 0]);
+    both.extend(frame(3, 1, 99, &[0, 0, 0, 0]));
+    client.write_all(&both).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), read_response(&mut client))
+        .await
+        .expect("answer 1 held back behind the pending answer 2");
+    let mut first = first.unwrap();
+    assert_eq!(first.get_i32(), 5);
 }

@@ -21,8 +21,10 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from peerlib import consume_all, kcat, kstr, raw_call, to_toml
-from seclib import ClientSec, certs_dev, provision
+from peerlib import (assert_closed_by_server, consume_all, kcat, kstr, raw_call, raw_connect, recv_frame, request_frame,
+                     to_toml)
+from seclib import (ClientSec, auth_events, cert_events, certs_dev, provision, sasl_plaintext, secure_kgate,
+                    ssl_listener)
 from upstreamlib import Kafka09, MockCluster, Tansu, free_port_block, run_kgate_expecting_failure, upstream_kgate
 
 N = 600
@@ -441,3 +443,82 @@ def test_embedded_broker_honours_broker_addresses(kgate_factory):
     assert (r.i16(), r.i32(), r.string(), r.i32()) == (0, 0, "localhost", base)
     assert sorted(produce_numbers(k.bootstrap, "nat", 100)) == list(range(100))
     assert sorted(consume_group(k.bootstrap, "nat", "g-nat", 100)) == list(range(100))
+
+
+def test_bad_client_input_in_upstream_mode_harms_nothing(kgate_factory, mock3):
+    """Oversized and negative size prefixes, a truncated frame, an unknown api key, a version above what kgate
+    forwards (Produce v10) and a body that does not parse: each closes that client's connection without an
+    answer; a client on another connection goes on producing throughout, and kgate stays up. SASL out of
+    order gets Kafka's ILLEGAL_SASL_STATE from kgate and is never forwarded (an upstream would take it as
+    kgate's own re-authentication)."""
+    import struct
+
+    k = upstream_kgate(kgate_factory, mock3.bootstrap)
+    broker = f"127.0.0.1:{k.base_port + 1}"
+    cases = {
+        "negative size": struct.pack(">i", -1),
+        "oversized": struct.pack(">i", (100 << 20) + 1) + b"x" * 16,
+        "unknown api key": request_frame(9999, 0, 1),
+        "Produce v10 (above kgate's cap)": request_frame(0, 10, 1, body=b"\x00" * 16),
+        "garbage Produce v7 body": request_frame(0, 7, 1, body=b"\xff\xff\xff\x00\x00\x00\x01"),
+    }
+    for what, data in cases.items():
+        s = raw_connect(broker)
+        s.sendall(data)
+        assert_closed_by_server(s, what=what)
+        s.close()
+        assert sorted(produce_numbers(k.bootstrap, "spread", 20)) == list(range(20)), f"after {what}"
+    s = raw_connect(broker)
+    s.sendall(request_frame(36, 1, 7, body=b"\x00\x00\x00\x00"))  # SaslAuthenticate v1 on PLAINTEXT
+    answer = recv_frame(s)
+    assert answer is not None and struct.unpack(">ih", answer[:6]) == (7, 34), answer  # ILLEGAL_SASL_STATE
+    s.sendall(request_frame(3, 1, 8, body=b"\x00\x00\x00\x00"))  # the connection still serves Metadata
+    answer = recv_frame(s)
+    assert answer is not None and struct.unpack(">i", answer[:4]) == (8,)
+    s.close()
+    s = raw_connect(broker)
+    s.sendall(request_frame(3, 1, 1, body=b"\x00\x00\x00\x00")[:-2])  # truncated, then the client leaves
+    s.close()
+    k.assert_alive()
+    assert sorted(produce_numbers(k.bootstrap, "spread", 20)) == list(range(20))
+
+
+def test_upstream_tls_with_a_client_certificate(kgate_factory, kgate_bin, pki):
+    """kgate connects to its upstream over TLS with the CA checked and the host name verified, and presents
+    its client certificate: the upstream (a kgate SSL listener requiring client certificates) logs the
+    certificate's principal. A wrong CA stops start-up naming backend.tls; plaintext to the TLS port is
+    refused with the [backend.tls] hint."""
+    upstream = secure_kgate(kgate_factory, [ssl_listener("TLS", pki.certs, client_auth="required", host="localhost")])
+    bootstrap = f"localhost:{upstream.ports['TLS']}"
+    cert, key = pki.certs.client("alice")
+    k = upstream_kgate(kgate_factory, bootstrap, brokers=1,
+                       backend={"tls": {"ca": pki.certs.ca, "cert": cert, "key": key}})
+    assert sorted(produce_numbers(k.bootstrap, "over-tls", 100)) == list(range(100))
+    assert sorted(int(v) for _, _, v in consume_all(k.bootstrap, "over-tls", 1)[0]) == list(range(100))
+    principals = {e["principal"] for e in cert_events(upstream, "TLS")}
+    assert any("CN=alice" in p for p in principals), principals
+
+    wrong_ca = upstream_kgate(kgate_factory, bootstrap, brokers=1, start=False,
+                              backend={"tls": {"ca": pki.other.ca, "cert": cert, "key": key}})
+    cp = run_kgate_expecting_failure(kgate_bin, wrong_ca.config_path)
+    assert cp.returncode == 69 and "TLS handshake with upstream broker" in cp.stderr, cp.stderr[-2000:]
+    assert "backend.tls.ca" in cp.stderr
+    plaintext = upstream_kgate(kgate_factory, bootstrap, brokers=1, start=False)
+    cp = run_kgate_expecting_failure(kgate_bin, plaintext.config_path)
+    assert cp.returncode == 69 and "[backend.tls]" in cp.stderr, cp.stderr[-2000:]
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_each_upstream_sasl_mechanism_is_the_one_used(kgate_factory, pki, tmp_path, mechanism):
+    """kgate's upstream identity with each password mechanism, against a kgate SASL_PLAINTEXT listener whose
+    log says which mechanism and principal authenticated (Tansu offers SCRAM only, tested above)."""
+    upstream = secure_kgate(kgate_factory, [sasl_plaintext("SASL", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])],
+                            security={"users_file": str(pki.users_file)})
+    password_file = tmp_path / "alice.pass"
+    password_file.write_text(pki.passwords["alice"] + "\n")
+    k = upstream_kgate(kgate_factory, f"localhost:{upstream.ports['SASL']}", brokers=1,
+                       backend={"sasl": {"mechanism": mechanism, "username": "alice",
+                                         "password_file": str(password_file)}})
+    assert sorted(produce_numbers(k.bootstrap, "sasl-up", 50)) == list(range(50))
+    events = auth_events(upstream, "SASL")
+    assert events and {(e["principal"], e["mechanism"]) for e in events} == {("User:alice", mechanism)}, events
