@@ -11,6 +11,8 @@
 #         the Kafka 0.9.0.1 broker and ZooKeeper, the pre-ApiVersions upstream of tests/peers/test_upstream.py).
 #   - Apache Kafka 4.4.0 (broker, tools, Java clients) from Maven Central into <repo>/.cache/apache-kafka-4.4.0/libs,
 #     every jar checked against scripts/maven/apache-kafka/jars.sha256 (tests/peers/apache_kafka.py runs it).
+#   - Apache Flink 2.2.1 with flink-connector-kafka 5.0.0-2.2 from Maven Central into <repo>/.cache/flink-2.2.1/libs,
+#     checked against scripts/maven/flink/jars.sha256 (the MiniCluster job of tests/peers/test_flink.py).
 #   - Tansu 0.6.0 (cargo install, once) for the upstream-mode tests and the benchmark.
 # Exits non-zero with a clear message if anything cannot be installed.
 set -euo pipefail
@@ -164,6 +166,8 @@ KAFKA_VERSION=4.4.0
 maven_dist apache-kafka "$ROOT/.cache/apache-kafka-$KAFKA_VERSION"
 java -cp "$ROOT/.cache/apache-kafka-$KAFKA_VERSION/libs/*" kafka.Kafka --version 2>/dev/null | grep -qx "$KAFKA_VERSION" \
   || die "Apache Kafka $KAFKA_VERSION in .cache/apache-kafka-$KAFKA_VERSION does not run (kafka.Kafka --version)"
+# Apache Flink 2.2.1 + flink-connector-kafka 5.0.0-2.2 (the job of tests/peers/test_flink.py), sha256-locked.
+maven_dist flink "$ROOT/.cache/flink-2.2.1"
 
 # ---- Upstream peer: Tansu 0.6.0, a third-party Kafka-compatible broker (tests/peers/test_upstream*.py, bench).
 # Built once with cargo install (~10-11 min on 2 cores), with sqlite storage (libsql) so that SCRAM users and

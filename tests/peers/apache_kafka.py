@@ -92,6 +92,34 @@ def random_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+class JavaTools:
+    """Kafka 4.4.0's Java tools and clients, each a short-lived JVM logging warnings to stderr.
+    krb5_conf / jaas: -Djava.security.krb5.conf / -Djava.security.auth.login.config, as GSSAPI users set them."""
+
+    def __init__(self, workdir: Path, krb5_conf: Path | None = None, jaas: Path | None = None):
+        require_kafka()
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log4j = self.workdir / "log4j2-tools.properties"
+        self.log4j.write_text(TOOLS_LOG4J)
+        self.options = []
+        if krb5_conf is not None:
+            self.options.append(f"-Djava.security.krb5.conf={krb5_conf}")
+        if jaas is not None:
+            self.options.append(f"-Djava.security.auth.login.config={jaas}")
+
+    def run_java(self, args: list[str], heap: str = "256m", timeout: float = 120, input: str | None = None,
+                 jvm_options: list[str] = (), classpath: str | None = None) -> subprocess.CompletedProcess:
+        cmd = java_cmd(heap, self.log4j, None, True)
+        if classpath:
+            cmd[-1] = f"{classpath}:{cmd[-1]}"
+        cmd += self.options + list(jvm_options) + list(args)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input, cwd=self.workdir)
+
+    def tool(self, main_class: str, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run_java([main_class, *args], **kw)
+
+
 @dataclasses.dataclass
 class Listener:
     """A client listener on every broker. `host` is what the broker advertises: GSSAPI clients ask the KDC
@@ -147,8 +175,7 @@ class KafkaCluster:
         self.cluster_id = random_cluster_id()
         self.log4j = self.workdir / "log4j2-broker.properties"
         self.log4j.write_text(broker_log4j("DEBUG" if request_log else "WARN"))
-        self.tools_log4j = self.workdir / "log4j2-tools.properties"
-        self.tools_log4j.write_text(TOOLS_LOG4J)
+        self.tools = JavaTools(self.workdir / "tools")
         if any(lst.protocol in ("SSL", "SASL_SSL") for lst in self.listeners):
             assert certs is not None, "TLS listeners need certs (seclib.certs_dev)"
             self.keystore = self._pkcs12(Path(certs.server_cert), Path(certs.server_key), "broker")
@@ -427,16 +454,13 @@ class KafkaCluster:
         return {r.get("principal") for r in self.request_log() if r.get("listener") == listener}
 
     # ------------------------------------------------------------------------------------------
-    # Java tools
+    # Java tools (as the cluster's admin they need --command-config admin_properties())
 
-    def run_java(self, args: list[str], heap: str = "256m", timeout: float = 120, input: str | None = None,
-                 jvm_options: list[str] = (), env: dict | None = None) -> subprocess.CompletedProcess:
-        cmd = java_cmd(heap, self.tools_log4j, None, True) + list(jvm_options) + list(args)
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input,
-                              env=env if env is not None else dict(os.environ), cwd=self.workdir)
+    def run_java(self, args: list[str], **kw) -> subprocess.CompletedProcess:
+        return self.tools.run_java(args, **kw)
 
     def tool(self, main_class: str, *args: str, **kw) -> subprocess.CompletedProcess:
-        return self.run_java([main_class, *args], **kw)
+        return self.tools.tool(main_class, *args, **kw)
 
 
 # Short names for the tools' main classes (bin/kafka-*.sh in a Kafka 4.4 release).

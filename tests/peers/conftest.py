@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from apache_kafka import KafkaCluster
 from peerlib import REPO, Kgate
 
 
@@ -45,12 +46,13 @@ def kgate_bin() -> str:
     return path
 
 
-@pytest.fixture
-def kgate_factory(kgate_bin, tmp_path):
+def _kgate_servers(kgate_bin: str, root: Path):
+    """A factory of kgate servers under `root`; at the end every one is stopped and the test (or module)
+    fails if any server's log shows a panic."""
     servers: list[Kgate] = []
 
     def make(start: bool = True, rlimit_as: int | None = None, **overrides) -> Kgate:
-        k = Kgate(kgate_bin, Path(tmp_path) / f"kgate{len(servers)}", overrides, rlimit_as=rlimit_as)
+        k = Kgate(kgate_bin, Path(root) / f"kgate{len(servers)}", overrides, rlimit_as=rlimit_as)
         servers.append(k)
         if start:
             k.start()
@@ -66,6 +68,33 @@ def kgate_factory(kgate_bin, tmp_path):
             problems.append(f"{k.log_path} contains a panic:\n{text[max(0, at - 500):at + 2500]}")
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def kgate_factory(kgate_bin, tmp_path):
+    yield from _kgate_servers(kgate_bin, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_kgate_factory(kgate_bin, tmp_path_factory):
+    """kgate_factory for servers that a whole test module shares (e.g. beside one Apache Kafka cluster)."""
+    yield from _kgate_servers(kgate_bin, tmp_path_factory.mktemp("kgate"))
+
+
+@pytest.fixture(scope="module")
+def kafka_factory(tmp_path_factory):
+    """Apache Kafka 4.4.0 clusters (apache_kafka.KafkaCluster, started) shared by a test module, stopped by
+    PID at its end; their logs stay under pytest's temporary directory."""
+    clusters: list[KafkaCluster] = []
+
+    def make(**kw) -> KafkaCluster:
+        c = KafkaCluster(tmp_path_factory.mktemp("kafka"), **kw)
+        clusters.append(c)
+        return c.start()
+
+    yield make
+    for c in clusters:
+        c.stop()
 
 
 @pytest.fixture
