@@ -26,8 +26,9 @@ listener and report each step as ok, warn or fail, with why and how to fix it:
                   listener (SASL_PLAINTEXT)
 
 No running kgate is needed until the last step. The identity comes from
---keytab with --principal, from --jaas, or from the ticket cache (KRB5CCNAME,
-after kinit). With a keytab the doctor uses a private in-memory ticket cache.
+--keytab with --principal, from --jaas (or the sasl.jaas.config of
+--client-config), or from the ticket cache (KRB5CCNAME, after kinit). With
+a keytab the doctor uses a private in-memory ticket cache.
 
 Exit status: 0 every step passed (warnings allowed); 1 a step failed;
 64 bad usage.";
@@ -38,7 +39,11 @@ Examples:
       --keytab /etc/kafka/client.keytab --principal client@EXAMPLE.COM
   kgate doctor kerberos --bootstrap broker1.example.com:9093 --jaas kafka_client_jaas.conf \\
       --server-keytab /etc/kgate/kafka.keytab --json
-  kinit alice@EXAMPLE.COM && kgate doctor kerberos --bootstrap 10.0.0.5:9093 --dns-canonicalize";
+  kinit alice@EXAMPLE.COM && kgate doctor kerberos --bootstrap 10.0.0.5:9093 --dns-canonicalize
+  # the files a Java client (Flink, Spark, kafka-console-*) runs with: its properties,
+  # -Djava.security.auth.login.config and -Djava.security.krb5.conf
+  kgate doctor kerberos --client-config client.properties --jaas kafka_client_jaas.conf \\
+      --krb5-conf /etc/krb5.conf";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DnsLookupArg {
@@ -55,9 +60,14 @@ pub enum DoctorCommand {
         /// The bootstrap server, HOST:PORT ([IPv6]:PORT), of a SASL_PLAINTEXT listener with GSSAPI.
         #[arg(long, value_name = "HOST:PORT")]
         bootstrap: Option<String>,
-        /// sasl.kerberos.service.name: the first component of the broker's principal.
-        #[arg(long, value_name = "NAME", default_value = "kafka")]
-        service_name: String,
+        /// sasl.kerberos.service.name: the first component of the broker's principal (default: kafka).
+        #[arg(long, value_name = "NAME")]
+        service_name: Option<String>,
+        /// The Java client's own properties file (client.properties, consumer.properties...): its
+        /// bootstrap.servers, sasl.kerberos.service.name, client.dns.lookup and sasl.jaas.config are used
+        /// where no option gives them. Its sasl.jaas.config wins over --jaas, as in the Java client.
+        #[arg(long, value_name = "FILE")]
+        client_config: Option<PathBuf>,
         /// krb5.conf to use (default: KRB5_CONFIG, then /etc/krb5.conf).
         #[arg(long, value_name = "FILE")]
         krb5_conf: Option<PathBuf>,
@@ -70,9 +80,10 @@ pub enum DoctorCommand {
         /// The client's JAAS file (KafkaClient section) or sasl.jaas.config value / properties file.
         #[arg(long, value_name = "FILE")]
         jaas: Option<PathBuf>,
-        /// Kafka's client.dns.lookup: how a Java client turns the bootstrap host into the principal's host.
-        #[arg(long, value_enum, value_name = "MODE", default_value = "use_all_dns_ips")]
-        client_dns_lookup: DnsLookupArg,
+        /// Kafka's client.dns.lookup: how a Java client turns the bootstrap host into the principal's host
+        /// (default: use_all_dns_ips).
+        #[arg(long, value_enum, value_name = "MODE")]
+        client_dns_lookup: Option<DnsLookupArg>,
         /// Canonicalise the host like MIT krb5 / Cyrus SASL with rdns (librdkafka): forward, then reverse DNS.
         #[arg(long)]
         dns_canonicalize: bool,
@@ -282,10 +293,50 @@ pub fn execute(cmd: DoctorCommand) -> (u8, String) {
     (report.exit_code(), text)
 }
 
+/// A Java client's properties file, read for the few settings that decide a Kerberos login.
+struct JavaClientConfig {
+    path: PathBuf,
+    text: String,
+}
+
+impl JavaClientConfig {
+    fn read(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--client-config {}: cannot read it: {e}", path.display()))?;
+        Ok(JavaClientConfig { path: path.to_path_buf(), text })
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        crate::diag::jaas::properties_value(&self.text, key)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// This doctor walks a GSSAPI login: a file that configures another mechanism is a usage mistake.
+    fn check_gssapi(&self) -> Result<(), String> {
+        let file = self.path.display();
+        if let Some(mechanism) = self.get("sasl.mechanism") {
+            if mechanism != "GSSAPI" {
+                return Err(format!(
+                    "--client-config {file}: sasl.mechanism={mechanism}; this doctor checks GSSAPI (Kerberos) logins"
+                ));
+            }
+        }
+        match self.get("security.protocol").as_deref() {
+            None | Some("SASL_PLAINTEXT") | Some("SASL_SSL") => Ok(()),
+            Some(other) => Err(format!(
+                "--client-config {file}: security.protocol={other} does not use SASL; Kerberos needs \
+                 SASL_PLAINTEXT or SASL_SSL"
+            )),
+        }
+    }
+}
+
 fn options(cmd: DoctorCommand) -> Result<(DoctorOptions, bool), String> {
     let DoctorCommand::Kerberos {
         bootstrap,
         service_name,
+        client_config,
         krb5_conf,
         keytab,
         principal,
@@ -299,7 +350,36 @@ fn options(cmd: DoctorCommand) -> Result<(DoctorOptions, bool), String> {
     else {
         return Err("not a kerberos command".into());
     };
-    let bootstrap = bootstrap.ok_or("--bootstrap HOST:PORT is required")?;
+    let client = match &client_config {
+        Some(path) => Some(JavaClientConfig::read(path)?),
+        None => None,
+    };
+    let from_client = |key: &str| client.as_ref().and_then(|c| c.get(key));
+    let bootstrap = bootstrap
+        .or_else(|| from_client("bootstrap.servers"))
+        .ok_or("--bootstrap HOST:PORT is required (or bootstrap.servers in --client-config)")?;
+    let service_name = service_name
+        .or_else(|| from_client("sasl.kerberos.service.name"))
+        .unwrap_or_else(|| "kafka".into());
+    let client_dns_lookup = match (client_dns_lookup, from_client("client.dns.lookup")) {
+        (Some(arg), _) => arg,
+        (None, Some(value)) => match value.as_str() {
+            "use_all_dns_ips" => DnsLookupArg::UseAllDnsIps,
+            "resolve_canonical_bootstrap_servers_only" => DnsLookupArg::ResolveCanonicalBootstrapServersOnly,
+            other => {
+                return Err(format!(
+                    "--client-config: client.dns.lookup={other:?} is not a value Kafka clients accept \
+                     (use_all_dns_ips, resolve_canonical_bootstrap_servers_only)"
+                ))
+            }
+        },
+        (None, None) => DnsLookupArg::UseAllDnsIps,
+    };
+    // The Java client prefers the sasl.jaas.config property to the JVM-wide JAAS file.
+    let jaas = match (&client_config, from_client("sasl.jaas.config")) {
+        (Some(path), Some(_)) if keytab.is_none() && principal.is_none() => Some(path.clone()),
+        _ => jaas,
+    };
     let first = bootstrap.split(',').next().unwrap_or("").trim();
     let (host, port) = crate::config::split_host_port(first)
         .ok_or_else(|| format!("--bootstrap {bootstrap:?} is not HOST:PORT (e.g. broker1.example.com:9093)"))?;
@@ -310,6 +390,9 @@ fn options(cmd: DoctorCommand) -> Result<(DoctorOptions, bool), String> {
         return Err(format!(
             "--service-name {service_name:?}: expected a name such as kafka"
         ));
+    }
+    if let Some(client) = &client {
+        client.check_gssapi()?;
     }
     let login = match (keytab, principal, jaas) {
         (Some(keytab), Some(principal), None) => LoginSource::Keytab { keytab, principal },
@@ -387,6 +470,45 @@ mod tests {
             assert_eq!(code, 64, "{args:?}: {out}");
             assert!(out.contains(message), "{args:?}: {out}");
         }
+    }
+
+    #[test]
+    fn java_client_properties_fill_what_options_do_not_give() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("client.properties");
+        std::fs::write(
+            &file,
+            "# as a Flink job has it\nbootstrap.servers=broker1.example.com:9093, broker2:9093\n\
+             security.protocol=SASL_PLAINTEXT\nsasl.mechanism=GSSAPI\nsasl.kerberos.service.name=kafkaa\n\
+             client.dns.lookup=resolve_canonical_bootstrap_servers_only\n\
+             sasl.jaas.config=com.sun.security.auth.module.Krb5LoginModule required \\\n  useKeyTab=true keyTab=\"/k\" principal=\"c@R\";\n",
+        )
+        .expect("write");
+        let path = file.to_str().expect("utf-8");
+        let (opts, _) = options(parse(&["--client-config", path, "--jaas", "jvm_jaas.conf"])).expect("valid");
+        assert_eq!((opts.host.as_str(), opts.port), ("broker1.example.com", 9093));
+        assert_eq!(opts.service_name, "kafkaa");
+        assert_eq!(opts.client_dns_lookup, ClientDnsLookup::ResolveCanonicalBootstrapServersOnly);
+        // sasl.jaas.config in the properties wins over the JVM's JAAS file, as in the Java client.
+        assert_eq!(opts.login, LoginSource::Jaas(file.clone()));
+        // Options win over the file.
+        let (opts, _) = options(parse(&["--client-config", path, "--bootstrap", "other:1", "--service-name", "kafka"]))
+            .expect("valid");
+        assert_eq!((opts.host.as_str(), opts.port, opts.service_name.as_str()), ("other", 1, "kafka"));
+
+        for (text, message) in [
+            ("bootstrap.servers=h:1\nsasl.mechanism=PLAIN\n", "sasl.mechanism=PLAIN"),
+            ("bootstrap.servers=h:1\nsecurity.protocol=SSL\n", "security.protocol=SSL"),
+            ("bootstrap.servers=h:1\nclient.dns.lookup=default\n", "client.dns.lookup=\"default\""),
+            ("security.protocol=SASL_PLAINTEXT\n", "bootstrap.servers in --client-config"),
+        ] {
+            std::fs::write(&file, text).expect("write");
+            let (code, out) = execute(parse(&["--client-config", path]));
+            assert_eq!(code, 64, "{text:?}: {out}");
+            assert!(out.contains(message), "{text:?}: {out}");
+        }
+        let (code, out) = execute(parse(&["--client-config", "/nonexistent/client.properties"]));
+        assert!(code == 64 && out.contains("cannot read it"), "{out}");
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl Login {
 }
 
 /// The value of `key` in a Java properties text (`key=value` or `key: value`, `\` continuations).
-fn properties_value(text: &str, key: &str) -> Option<String> {
+pub fn properties_value(text: &str, key: &str) -> Option<String> {
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
         let trimmed = line.trim_start();

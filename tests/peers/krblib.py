@@ -549,12 +549,16 @@ class DoctorResult:
         return f"exit {self.rc}\n--- text:\n{self.human}\n--- json:\n{self.json_text}"
 
 
-def doctor(kgate_bin: str, bootstrap: str, krb5_conf: Path, *args: str, env: dict | None = None,
-           service_name: str = "kafka", timeout: float = 90, wrapper_env: dict | None = None) -> DoctorResult:
+def doctor(kgate_bin: str, bootstrap: str | None, krb5_conf: Path, *args: str, env: dict | None = None,
+           service_name: str | None = "kafka", timeout: float = 90, wrapper_env: dict | None = None) -> DoctorResult:
     """`kgate doctor kerberos --bootstrap B --service-name S --krb5-conf F ARGS`, once as text and once with
-    --json; the two runs must agree on the exit code."""
-    common = ["doctor", "kerberos", "--bootstrap", bootstrap, "--service-name", service_name,
-              "--krb5-conf", str(krb5_conf), *args]
+    --json; the two runs must agree on the exit code. bootstrap / service_name None: not given (e.g. they
+    come from --client-config)."""
+    common = ["doctor", "kerberos", "--krb5-conf", str(krb5_conf), *args]
+    if bootstrap is not None:
+        common += ["--bootstrap", bootstrap]
+    if service_name is not None:
+        common += ["--service-name", service_name]
     e = {**(env or base_env()), "NO_COLOR": "1", **(wrapper_env or {})}
     human = run([kgate_bin, *common], e, timeout=timeout)
     js = run([kgate_bin, *common, "--json"], e, timeout=timeout)

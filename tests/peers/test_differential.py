@@ -124,3 +124,17 @@ def groups_scenario(c: Client) -> dict:
 def test_same_answers_as_apache_kafka(targets, scenario):
     seen = run_differential(scenario, targets)
     assert seen["kafka"], "the scenario observed nothing"
+
+
+def test_the_harness_reports_every_difference(targets):
+    """A scenario whose answers depend on the target must fail the comparison, naming each difference."""
+    def differs(c: Client) -> dict:
+        return {"same": 1, "name": c.target.name, "nested": {"list": [1, c.target.name == "kafka"]}}
+
+    with pytest.raises(AssertionError) as failure:
+        run_differential(differs, targets)
+    text = str(failure.value)
+    for fragment in ("name: kafka saw 'kafka', embedded saw 'embedded'", "name: kafka saw 'kafka', upstream saw 'upstream'",
+                     "nested.list[1]: kafka saw True, embedded saw False"):
+        assert fragment in text, text
+    assert "same" not in text, text

@@ -40,7 +40,8 @@ def cluster(kafka_factory, kdc):
 def create_topic(cluster, name: str, partitions: int = 1, replicas: int = 3, assignment=None) -> dict[int, int]:
     """Creates the topic on Kafka directly and waits for leaders; returns partition -> leader."""
     admin = AdminClient(cluster.admin_config())
-    topic = NewTopic(name, replica_assignment=assignment) if assignment else NewTopic(name, partitions, replicas)
+    topic = NewTopic(name, len(assignment), replica_assignment=assignment) if assignment \
+        else NewTopic(name, partitions, replicas)
     admin.create_topics([topic], request_timeout=30)[name].result(30)
     return leaders(cluster, name)
 
@@ -119,9 +120,9 @@ def read_all(bootstrap: str, topic: str, group: str, want: set[int], timeout: fl
 
 
 def test_port_per_broker_leaders_and_coordinators_on_every_broker(kgate_factory, cluster):
-    leaders = create_topic(cluster, "spread", 6)
-    assert set(leaders.values()) == {1, 2, 3}, f"Kafka should spread leaders over its three brokers: {leaders}"
-    k = upstream_kgate(kgate_factory, cluster.bootstrap("CLIENT"))
+    initial = create_topic(cluster, "spread", 6)
+    assert set(initial.values()) == {1, 2, 3}, f"Kafka should spread leaders over its three brokers: {initial}"
+    k = upstream_kgate(kgate_factory, cluster.bootstrap("CLIENT").split(","))
     assert brokers_seen(k.bootstrap) == {i: f"127.0.0.1:{k.base_port + i}" for i in (1, 2, 3)}
     listing = kcat("-b", k.bootstrap, "-L").stdout.decode()
     for upstream in cluster.bootstrap("CLIENT").split(","):
@@ -133,8 +134,13 @@ def test_port_per_broker_leaders_and_coordinators_on_every_broker(kgate_factory,
     assert p.flush(60) == 0
     coordinators = set()
     for group in ("ga", "gb", "gc", "gd", "ge", "gf", "gg", "gh"):
-        r = raw_call(k.bootstrap, 10, 0, kstr(group))  # FindCoordinator v0: error, node, host, port
-        error, node, host, port = r.i16(), r.i32(), r.string(), r.i32()
+        deadline = time.monotonic() + 30
+        while True:  # Kafka creates __consumer_offsets on the first FindCoordinator: COORDINATOR_NOT_AVAILABLE (15)
+            r = raw_call(k.bootstrap, 10, 0, kstr(group))  # FindCoordinator v0: error, node, host, port
+            error, node, host, port = r.i16(), r.i32(), r.string(), r.i32()
+            if error != 15 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
         assert error == 0 and f"{host}:{port}" == f"127.0.0.1:{k.base_port + node}", (group, error, node, host, port)
         coordinators.add(node)
     assert len(coordinators) > 1, f"coordinators should be spread over the brokers: {coordinators}"
@@ -159,7 +165,7 @@ def test_sni_routing_to_real_kafka(kgate_factory, kgate_bin, cluster, tmp_path, 
     listeners = [{"name": "TLS", "bind": f"127.0.0.1:{base.port}", "advertised": f"bootstrap.kgate.test:{base.port}",
                   "security_protocol": "SSL", "tls": {"cert": certs.server_cert, "key": certs.server_key},
                   "broker_addresses": {"scheme": "sni", "pattern": "broker-{id}.kgate.test"}}]
-    k = upstream_kgate(lambda start: base, cluster.bootstrap("CLIENT"), listeners=listeners)
+    k = upstream_kgate(lambda start: base, cluster.bootstrap("CLIENT").split(","), listeners=listeners)
     real = socket.getaddrinfo
     monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **kw: real(
         "127.0.0.1" if isinstance(host, str) and host.endswith(".kgate.test") else host, *a, **kw))
@@ -188,10 +194,10 @@ def test_sni_routing_to_real_kafka(kgate_factory, kgate_bin, cluster, tmp_path, 
 def test_leaders_moved_while_producing_and_consuming(kgate_factory, cluster):
     """Broker 2 shuts down (controlled: its leaderships move), comes back, and a preferred-leader election
     moves them back, while a producer with acks=all runs through kgate. Everything acknowledged is read."""
-    leaders = create_topic(cluster, "moving", 6)
-    moved = [p for p, leader in leaders.items() if leader == 2]
-    assert moved, f"broker 2 leads nothing: {leaders}"
-    k = upstream_kgate(kgate_factory, cluster.bootstrap("CLIENT"))
+    initial = create_topic(cluster, "moving", 6)
+    moved = [p for p, leader in initial.items() if leader == 2]
+    assert moved, f"broker 2 leads nothing: {initial}"
+    k = upstream_kgate(kgate_factory, cluster.bootstrap("CLIENT").split(","))
     producer = BackgroundProducer(k.bootstrap, "moving")
     try:
         producer.wait_acked(500)
@@ -221,7 +227,7 @@ def test_leaders_moved_while_producing_and_consuming(kgate_factory, cluster):
 
 def test_broker_killed_and_restarted_mid_produce(kgate_factory, cluster):
     create_topic(cluster, "killed", 3)
-    k = upstream_kgate(kgate_factory, cluster.bootstrap("CLIENT"))
+    k = upstream_kgate(kgate_factory, cluster.bootstrap("CLIENT").split(","))
     producer = BackgroundProducer(k.bootstrap, "killed")
     try:
         producer.wait_acked(1000)
@@ -250,7 +256,7 @@ def test_upstream_identity_is_what_kafka_logs(kgate_factory, cluster, kdc, tmp_p
         secret.chmod(0o600)
         sasl = {"mechanism": mechanism, "username": SCRAM_USER, "password_file": str(secret)}
         want = f"User:{SCRAM_USER}"
-    k = upstream_kgate(kgate_factory, cluster.bootstrap("SASL"), start=False, backend={"sasl": sasl})
+    k = upstream_kgate(kgate_factory, cluster.bootstrap("SASL").split(","), start=False, backend={"sasl": sasl})
     (k.workdir / "rcache").mkdir(exist_ok=True)
     with _environ(KRB5_CONFIG=str(kdc.krb5_conf), KRB5RCACHEDIR=str(k.workdir / "rcache")):
         k.start()
@@ -275,7 +281,7 @@ def test_upstream_identity_is_what_kafka_logs(kgate_factory, cluster, kdc, tmp_p
 
 
 def test_a_broker_added_to_the_cluster_gets_a_port(kgate_factory, cluster):
-    k = upstream_kgate(kgate_factory, cluster.bootstrap("CLIENT"), brokers=4, backend={"metadata_refresh_ms": 500})
+    k = upstream_kgate(kgate_factory, cluster.bootstrap("CLIENT").split(","), brokers=4, backend={"metadata_refresh_ms": 500})
     node = cluster.add_broker()
     assert node.id == 4
     deadline = time.monotonic() + 30
