@@ -96,12 +96,14 @@ class JavaTools:
     """Kafka 4.4.0's Java tools and clients, each a short-lived JVM logging warnings to stderr.
     krb5_conf / jaas: -Djava.security.krb5.conf / -Djava.security.auth.login.config, as GSSAPI users set them."""
 
-    def __init__(self, workdir: Path, krb5_conf: Path | None = None, jaas: Path | None = None):
+    def __init__(self, workdir: Path, krb5_conf: Path | None = None, jaas: Path | None = None,
+                 debug_loggers: tuple[str, ...] = ()):
         require_kafka()
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log4j = self.workdir / "log4j2-tools.properties"
-        self.log4j.write_text(TOOLS_LOG4J)
+        self.log4j.write_text(TOOLS_LOG4J + "".join(
+            f"logger.d{i}.name = {name}\nlogger.d{i}.level = DEBUG\n" for i, name in enumerate(debug_loggers)))
         self.options = []
         if krb5_conf is not None:
             self.options.append(f"-Djava.security.krb5.conf={krb5_conf}")

@@ -3,7 +3,12 @@ listener, and explained by `kgate doctor kerberos` given the very files the Java
 properties, its JAAS file, its krb5.conf):
 
 * a bootstrap host without a service principal: "Server not found in Kerberos database (7) - LOOKING_UP_SERVER";
-* a JAAS keyTab path with a stray space: the login finds no key ("Unable to obtain password from user");
+  Kafka 4.x clients treat it as retriable and log it only at DEBUG (org.apache.kafka.common.network.Selector):
+  at the default level the operator sees "terminated during authentication" and "Timed out waiting for a node
+  assignment", nothing about Kerberos;
+* a JAAS keyTab path with a stray space: Krb5LoginModule finds no key file and falls back to asking for a
+  password ("Could not login: the client is being asked for a password, but the Kafka client code does not
+  currently support obtaining a password from the user");
 * a wrong sasl.kerberos.service.name: the KDC has no such service principal.
 
 Each case first shows that the Java client really fails with the message operators search for, then that the
@@ -43,16 +48,19 @@ def write_jaas(path: Path, keytab: str) -> Path:
 
 def client_properties(path: Path, bootstrap: str, service_name: str = "kafka") -> Path:
     path.write_text(f"bootstrap.servers={bootstrap}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism=GSSAPI\n"
-                    f"sasl.kerberos.service.name={service_name}\ndefault.api.timeout.ms=20000\n"
-                    "request.timeout.ms=10000\n")
+                    f"sasl.kerberos.service.name={service_name}\ndefault.api.timeout.ms=8000\n"
+                    "request.timeout.ms=5000\n")
     return path
 
 
-def java_topics_list(kdc, workdir: Path, properties: Path, jaas: Path):
+SELECTOR = "org.apache.kafka.common.network.Selector"  # logs why a connection closed, at DEBUG
+
+
+def java_topics_list(kdc, workdir: Path, properties: Path, jaas: Path, debug_loggers: tuple[str, ...] = ()):
     """kafka-topics --list with the client's files, as an operator runs it."""
     bootstrap = next(line.split("=", 1)[1] for line in properties.read_text().splitlines()
                      if line.startswith("bootstrap.servers="))
-    tools = JavaTools(workdir, krb5_conf=kdc.krb5_conf, jaas=jaas)
+    tools = JavaTools(workdir, krb5_conf=kdc.krb5_conf, jaas=jaas, debug_loggers=debug_loggers)
     return tools.tool(TOPICS, "--bootstrap-server", bootstrap, "--command-config", str(properties), "--list",
                       timeout=120)
 
@@ -74,6 +82,10 @@ def test_host_without_service_principal(kgate_bin, kdc, listener, tmp_path):
     props = client_properties(tmp_path / "client.properties", f"127.0.0.2:{listener.ports['NAMELESS']}")
     jaas = write_jaas(tmp_path / "kafka_client_jaas.conf", str(kdc.client_keytab))
     cp = java_topics_list(kdc, tmp_path / "java", props, jaas)
+    assert cp.returncode != 0 and "terminated during authentication" in cp.stderr \
+        and "Timed out waiting for a node assignment" in cp.stderr and "LOOKING_UP_SERVER" not in cp.stderr, \
+        f"at WARN the Java client should only time out (exit {cp.returncode}):\n{cp.stderr[-4000:]}"
+    cp = java_topics_list(kdc, tmp_path / "java-debug", props, jaas, debug_loggers=(SELECTOR,))
     assert cp.returncode != 0 and "Server not found in Kerberos database (7) - LOOKING_UP_SERVER" in cp.stderr, \
         f"the Java client should fail with LOOKING_UP_SERVER (exit {cp.returncode}):\n{cp.stderr[-4000:]}"
     doctor_fails_naming(doctor_with_files(kgate_bin, kdc, props, jaas), r"not found in Kerberos database",
@@ -86,7 +98,7 @@ def test_jaas_keytab_path_with_a_stray_space(kgate_bin, kdc, listener, tmp_path,
     keytab = f"{kdc.client_keytab} " if where == "trailing" else f" {kdc.client_keytab}"
     jaas = write_jaas(tmp_path / "kafka_client_jaas.conf", keytab)
     cp = java_topics_list(kdc, tmp_path / "java", props, jaas)
-    assert cp.returncode != 0 and "Unable to obtain password from user" in cp.stderr, \
+    assert cp.returncode != 0 and "Could not login: the client is being asked for a password" in cp.stderr, \
         f"the Java client should fail to log in (exit {cp.returncode}):\n{cp.stderr[-4000:]}"
     doctor_fails_naming(doctor_with_files(kgate_bin, kdc, props, jaas), r"keyTab", rf"{where} whitespace")
 
@@ -94,7 +106,7 @@ def test_jaas_keytab_path_with_a_stray_space(kgate_bin, kdc, listener, tmp_path,
 def test_wrong_service_name(kgate_bin, kdc, listener, tmp_path):
     props = client_properties(tmp_path / "client.properties", f"localhost:{listener.ports[GSS]}", service_name="kafkaa")
     jaas = write_jaas(tmp_path / "kafka_client_jaas.conf", str(kdc.client_keytab))
-    cp = java_topics_list(kdc, tmp_path / "java", props, jaas)
+    cp = java_topics_list(kdc, tmp_path / "java", props, jaas, debug_loggers=(SELECTOR,))
     assert cp.returncode != 0 and "Server not found in Kerberos database (7)" in cp.stderr, \
         f"the Java client should fail to get a ticket for kafkaa/localhost (exit {cp.returncode}):\n{cp.stderr[-4000:]}"
     doctor_fails_naming(doctor_with_files(kgate_bin, kdc, props, jaas), r"kafkaa/localhost")
