@@ -103,6 +103,40 @@ class BackgroundProducer:
         return self.acked
 
 
+class BackgroundConsumer:
+    """A group member reading `topic` from the beginning while the test goes on; `until(numbers)` waits for
+    them and stops it."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str):
+        self.got: set[int] = set()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                                   "enable.auto.commit": True})
+        self._consumer.subscribe([topic])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                for m in self._consumer.consume(500, 0.2):
+                    if m.error():
+                        self.errors.append(str(m.error()))
+                    else:
+                        self.got.add(int(m.value()))
+        finally:
+            self._consumer.close()
+
+    def until(self, want: set[int], timeout: float = 90.0) -> set[int]:
+        deadline = time.monotonic() + timeout
+        while not want <= self.got and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._stop.set()
+        self._thread.join(30)
+        return self.got
+
+
 def read_all(bootstrap: str, topic: str, group: str, want: set[int], timeout: float = 90.0) -> set[int]:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
                   "enable.auto.commit": False})
@@ -198,6 +232,7 @@ def test_leaders_moved_while_producing_and_consuming(kgate_factory, cluster):
     moved = [p for p, leader in initial.items() if leader == 2]
     assert moved, f"broker 2 leads nothing: {initial}"
     k = upstream_kgate(kgate_factory, cluster.bootstrap("CLIENT").split(","))
+    consumer = BackgroundConsumer(k.bootstrap, "moving", "moving-live")
     producer = BackgroundProducer(k.bootstrap, "moving")
     try:
         producer.wait_acked(500)
@@ -220,6 +255,9 @@ def test_leaders_moved_while_producing_and_consuming(kgate_factory, cluster):
     finally:
         acked = producer.stop()
     assert not producer.errors, f"{len(producer.errors)} delivery errors: {producer.errors[:5]}"
+    live = consumer.until(set(acked))
+    assert set(acked) <= live, f"the consumer running through the moves missed {len(set(acked) - live)} records"
+    assert not [e for e in consumer.errors if "PARTITION_EOF" not in e], consumer.errors[:5]
     got = read_all(k.bootstrap, "moving", "moving-readers", set(acked))
     assert set(acked) <= got, f"{len(set(acked) - got)} acknowledged records lost"
     k.assert_alive()

@@ -145,7 +145,8 @@ public final class FlinkKafkaJob {
 
     public static void main(String[] args) {
         try {
-            if (args.length < 4 || !(args[0].equals("write") || args[0].equals("read"))) {
+            if (args.length < 1 || !(args[0].equals("write") || args[0].equals("read"))
+                    || args.length < (args[0].equals("write") ? 5 : 4)) {
                 System.err.println("usage: FlinkKafkaJob write BOOTSTRAP TOPIC COUNT KEYS [flink.option=value ...]\n"
                         + "       FlinkKafkaJob read BOOTSTRAP TOPIC GROUP [flink.option=value ...]");
                 System.exit(64);
