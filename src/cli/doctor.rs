@@ -303,7 +303,10 @@ impl JavaClientConfig {
     fn read(path: &std::path::Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("--client-config {}: cannot read it: {e}", path.display()))?;
-        Ok(JavaClientConfig { path: path.to_path_buf(), text })
+        Ok(JavaClientConfig {
+            path: path.to_path_buf(),
+            text,
+        })
     }
 
     fn get(&self, key: &str) -> Option<String> {
@@ -488,19 +491,41 @@ mod tests {
         let (opts, _) = options(parse(&["--client-config", path, "--jaas", "jvm_jaas.conf"])).expect("valid");
         assert_eq!((opts.host.as_str(), opts.port), ("broker1.example.com", 9093));
         assert_eq!(opts.service_name, "kafkaa");
-        assert_eq!(opts.client_dns_lookup, ClientDnsLookup::ResolveCanonicalBootstrapServersOnly);
+        assert_eq!(
+            opts.client_dns_lookup,
+            ClientDnsLookup::ResolveCanonicalBootstrapServersOnly
+        );
         // sasl.jaas.config in the properties wins over the JVM's JAAS file, as in the Java client.
         assert_eq!(opts.login, LoginSource::Jaas(file.clone()));
         // Options win over the file.
-        let (opts, _) = options(parse(&["--client-config", path, "--bootstrap", "other:1", "--service-name", "kafka"]))
-            .expect("valid");
-        assert_eq!((opts.host.as_str(), opts.port, opts.service_name.as_str()), ("other", 1, "kafka"));
+        let (opts, _) = options(parse(&[
+            "--client-config",
+            path,
+            "--bootstrap",
+            "other:1",
+            "--service-name",
+            "kafka",
+        ]))
+        .expect("valid");
+        assert_eq!(
+            (opts.host.as_str(), opts.port, opts.service_name.as_str()),
+            ("other", 1, "kafka")
+        );
 
         for (text, message) in [
             ("bootstrap.servers=h:1\nsasl.mechanism=PLAIN\n", "sasl.mechanism=PLAIN"),
-            ("bootstrap.servers=h:1\nsecurity.protocol=SSL\n", "security.protocol=SSL"),
-            ("bootstrap.servers=h:1\nclient.dns.lookup=default\n", "client.dns.lookup=\"default\""),
-            ("security.protocol=SASL_PLAINTEXT\n", "bootstrap.servers in --client-config"),
+            (
+                "bootstrap.servers=h:1\nsecurity.protocol=SSL\n",
+                "security.protocol=SSL",
+            ),
+            (
+                "bootstrap.servers=h:1\nclient.dns.lookup=default\n",
+                "client.dns.lookup=\"default\"",
+            ),
+            (
+                "security.protocol=SASL_PLAINTEXT\n",
+                "bootstrap.servers in --client-config",
+            ),
         ] {
             std::fs::write(&file, text).expect("write");
             let (code, out) = execute(parse(&["--client-config", path]));
