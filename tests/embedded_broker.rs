@@ -84,6 +84,24 @@ async fn long_poll_fetch_returns_when_records_arrive() {
     let (err, _, records) = fetch(&mut consumer, "events", 0, 1, 200).await;
     assert_eq!((err, records.len()), (0, 0));
     assert!(started.elapsed() >= Duration::from_millis(190));
+    // A fetch without partitions has nothing to wait for: answered at once, as Kafka does.
+    let started = std::time::Instant::now();
+    let resp = consumer
+        .call(
+            &FetchRequest::default()
+                .with_max_wait_ms(10_000)
+                .with_min_bytes(1)
+                .with_max_bytes(1 << 20)
+                .with_session_epoch(-1),
+            12,
+        )
+        .await;
+    assert_eq!((resp.error_code, resp.responses.len()), (0, 0));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?}",
+        started.elapsed()
+    );
     app.stop().await;
 }
 

@@ -23,11 +23,14 @@ pub async fn handle_fetch(topics: &TopicRegistry, req: FetchRequest, version: i1
     } else {
         i32::MAX as usize
     };
+    // Nothing to wait for: Kafka answers a fetch without partitions at once (the Java consumer sends one
+    // to close its fetch session when it closes; holding it max_wait_ms would slow every close).
+    let no_partitions = req.topics.iter().all(|t| t.partitions.is_empty());
     loop {
         appends.borrow_and_update();
         let (response, bytes, failed) = read_once(topics, &req, max_bytes);
         let now = tokio::time::Instant::now();
-        if failed || bytes >= req.min_bytes.max(0) as usize || now >= deadline {
+        if failed || no_partitions || bytes >= req.min_bytes.max(0) as usize || now >= deadline {
             return response;
         }
         // Wait for any append, then read again; bounded by the request's max_wait_ms.
