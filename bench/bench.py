@@ -48,6 +48,12 @@ def vm_hwm_kb(pid):
     return None
 
 
+def cpu_seconds(pid):
+    """CPU seconds (user + system, all threads) process `pid` has used so far, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_kgate(binary, work):
     port = free_port()
     cfg = work / "kgate.toml"
