@@ -3,7 +3,8 @@
 #   1. scripts/install-deps.sh        (Debian packages + ./.venv with pinned Python peers)
 #   2. cargo build --release --locked  (the binary the peer tests run: target/release/kgate)
 #   3. cargo test --locked             (all Rust unit/integration tests, debug profile)
-#   4. pytest tests/peers              (real clients: kcat, confluent-kafka, kafka-python)
+#   4. pytest tests/peers              (real peers: kcat, confluent-kafka, kafka-python, Apache Kafka 4.4.0 and
+#                                       its Java tools, Flink 2.2, an MIT KDC, Tansu; differential tests)
 # The peer tests use the release binary (the 100k-record and durability tests are slow in debug).
 # Set KGATE_BIN=/path/to/kgate to test another binary (step 2 is then skipped).
 # Exits non-zero if any step fails; pytest's "no tests collected" (exit 5) counts as a failure.
