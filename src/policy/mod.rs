@@ -3,3 +3,4 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
+pub mod acl_file;
