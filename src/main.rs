@@ -63,6 +63,10 @@ SIGTERM or Ctrl-C stops accepting connections, finishes requests in flight, flus
     /// Kerberos principal names: what sasl.kerberos.principal.to.local rules make of a principal.
     #[command(subcommand)]
     Principal(kgate::cli::principal::PrincipalCommand),
+    /// Kafka ACLs from a policy file: `kgate acls list` shows its bindings, `kgate acls check` decides one
+    /// action as Kafka's StandardAuthorizer would and names the binding that decided.
+    #[command(subcommand)]
+    Acls(kgate::cli::acls::AclsCommand),
     /// Diagnose what a client will run into: `kgate doctor kerberos` walks a Kerberos login step by step,
     /// `kgate doctor listeners` checks every advertised broker address from where the clients run.
     #[command(subcommand)]
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
         Command::Certs(cmd) => kgate::cli::certs::run(cmd),
         Command::Principal(cmd) => kgate::cli::principal::run(cmd),
         Command::Doctor(cmd) => kgate::cli::doctor::run(cmd),
+        Command::Acls(cmd) => kgate::cli::acls::run(cmd),
         Command::CheckConfig { config } => match Config::load(&config).and_then(|c| {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
