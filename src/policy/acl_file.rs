@@ -459,6 +459,17 @@ topics = ["t"]
     }
 
     #[test]
+    fn the_example_policy_in_the_repository_is_valid() {
+        let bindings = parse(include_str!("../../policies/acls.toml"), "policies/acls.toml").expect("valid");
+        assert!(bindings
+            .iter()
+            .any(|b| b.permission == Permission::Deny && b.resource_name == "secret"));
+        assert!(bindings
+            .iter()
+            .any(|b| b.operation == Operation::IdempotentWrite && b.principal == "User:alice"));
+    }
+
+    #[test]
     fn operation_names_in_any_case() {
         for (text, op) in [
             ("IdempotentWrite", Operation::IdempotentWrite),
