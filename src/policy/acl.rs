@@ -269,8 +269,13 @@ struct TypeIndex {
     prefixed: HashMap<String, Vec<AclBinding>>,
     /// The distinct prefix lengths present, in bytes: a lookup tries only these slices of the name.
     prefix_lengths: BTreeSet<usize>,
-    /// All bindings of the type, for authorize_by_resource_type and listing.
+    /// All bindings of the type, for listing.
     all: Vec<AclBinding>,
+    /// Positions in `all` by principal (`User:*` is a key like any other) and operation, ALLOW and DENY
+    /// apart: what authorize_by_resource_type reads, so that it never walks other principals' or other
+    /// operations' bindings.
+    allows_by_principal: HashMap<String, HashMap<Operation, Vec<usize>>>,
+    denies_by_principal: HashMap<String, HashMap<Operation, Vec<usize>>>,
 }
 
 impl TypeIndex {
@@ -285,7 +290,44 @@ impl TypeIndex {
         map.entry(binding.resource_name.clone())
             .or_default()
             .push(binding.clone());
+        let by_principal = match binding.permission {
+            Permission::Allow => &mut self.allows_by_principal,
+            Permission::Deny => &mut self.denies_by_principal,
+        };
+        by_principal
+            .entry(binding.principal.clone())
+            .or_default()
+            .entry(binding.operation)
+            .or_default()
+            .push(self.all.len());
         self.all.push(binding);
+    }
+
+    /// The `permission` bindings of `who` (its principal and `User:*`) that apply to its host and to
+    /// `operation` exactly or through ALL.
+    fn of<'s>(
+        &'s self,
+        permission: Permission,
+        who: Requester<'s>,
+        operation: Operation,
+    ) -> impl Iterator<Item = &'s AclBinding> + 's {
+        let by_principal = match permission {
+            Permission::Allow => &self.allows_by_principal,
+            Permission::Deny => &self.denies_by_principal,
+        };
+        let wildcard = (who.principal != WILDCARD_PRINCIPAL).then_some(WILDCARD_PRINCIPAL);
+        let all = (operation != Operation::All).then_some(Operation::All);
+        std::iter::once(who.principal)
+            .chain(wildcard)
+            .filter_map(move |p| by_principal.get(p))
+            .flat_map(move |by_op| {
+                std::iter::once(operation)
+                    .chain(all)
+                    .filter_map(move |op| by_op.get(&op))
+            })
+            .flatten()
+            .map(move |&i| &self.all[i])
+            .filter(move |b| applies_to(b, who))
     }
 
     /// Every group of bindings whose pattern matches the LITERAL resource `name`.
@@ -392,39 +434,32 @@ impl AclIndex {
         if self.authorize(who, operation, resource_type, "hardcode").is_allowed() {
             return true;
         }
-        let applying = || {
-            self.by_type[resource_type.index()]
-                .all
-                .iter()
-                .filter(move |b| applies_to(b, who) && b.operation.denies(operation))
-        };
-        let denied = |pattern: PatternType, name: &str| {
-            applying().any(|b| b.permission == Permission::Deny && b.pattern_type == pattern && b.resource_name == name)
-        };
-        if denied(PatternType::Literal, WILDCARD_RESOURCE) {
-            return false;
+        let index = &self.by_type[resource_type.index()];
+        let mut deny_literal = std::collections::HashSet::new();
+        let mut deny_prefixed = std::collections::HashSet::new();
+        for deny in index.of(Permission::Deny, who, operation) {
+            match deny.pattern_type {
+                PatternType::Literal if deny.resource_name == WILDCARD_RESOURCE => return false,
+                PatternType::Literal => deny_literal.insert(deny.resource_name.as_str()),
+                PatternType::Prefixed => deny_prefixed.insert(deny.resource_name.as_str()),
+            };
         }
-        let mut allows = applying().filter(|b| b.permission == Permission::Allow).peekable();
-        if allows.peek().is_none() {
-            return false;
-        }
-        let allows: Vec<&AclBinding> = allows.collect();
-        if allows
-            .iter()
-            .any(|b| b.pattern_type == PatternType::Literal && b.resource_name == WILDCARD_RESOURCE)
-        {
+        let wildcard_allowed = index
+            .of(Permission::Allow, who, operation)
+            .any(|b| b.pattern_type == PatternType::Literal && b.resource_name == WILDCARD_RESOURCE);
+        if wildcard_allowed {
             return true;
         }
-        allows.iter().any(|allow| {
+        index.of(Permission::Allow, who, operation).any(|allow| {
             let name = allow.resource_name.as_str();
-            if allow.pattern_type == PatternType::Literal && denied(PatternType::Literal, name) {
+            if allow.pattern_type == PatternType::Literal && deny_literal.contains(name) {
                 return false;
             }
             // Dominated by a DENY on any prefix of the allowed name (the name itself included).
             !name
                 .char_indices()
                 .map(|(i, c)| &name[..i + c.len_utf8()])
-                .any(|prefix| denied(PatternType::Prefixed, prefix))
+                .any(|prefix| deny_prefixed.contains(prefix))
         })
     }
 }

@@ -247,7 +247,7 @@ fn who(principals: &[String], hosts: Option<&[String]>, report: &mut dyn FnMut(S
         }
         Some(hosts) => hosts
             .iter()
-            .filter_map(|h| normalize_host(h).map_err(|m| report(m)).ok())
+            .filter_map(|h| normalize_host(h).map_err(&mut *report).ok())
             .collect(),
     };
     principals
