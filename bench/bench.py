@@ -78,6 +78,43 @@ socket_request_max_bytes = 104857600
     return proc, port, log
 
 
+def start_kgate_upstream(binary, work, upstream_bootstrap, node_id, secure, users_file, certs, host="localhost"):
+    """kgate in front of one upstream broker (`node_id`): one client listener, PLAINTEXT or SASL_SSL with
+    SCRAM-SHA-512 (certs: a `kgate certs dev` folder), with an explicit port for that broker. Returns the
+    process and the client bootstrap address."""
+    work.mkdir(parents=True, exist_ok=True)
+    port, broker_port = free_port(), free_port()
+    listener = f"""[[listeners]]
+name = "CLIENTS"
+bind = "127.0.0.1:{port}"
+advertised = "{host}:{port}"
+security_protocol = "{'SASL_SSL' if secure else 'PLAINTEXT'}"
+"""
+    if secure:
+        listener += f"""sasl_enabled_mechanisms = ["SCRAM-SHA-512"]
+tls = {{ cert = "{certs / 'server.pem'}", key = "{certs / 'server.key'}" }}
+"""
+    listener += f"""[listeners.broker_addresses]
+scheme = "port_per_broker"
+base_port = {broker_port}
+brokers = {{ "{node_id}" = "{host}:{broker_port}" }}
+"""
+    cfg = work / "kgate.toml"
+    cfg.write_text(f"""data_dir = "{work / 'data'}"
+{listener}
+[backend]
+kind = "upstream"
+bootstrap = ["{upstream_bootstrap}"]
+[security]
+users_file = "{users_file}"
+""")
+    log = work / "kgate.log"
+    proc = subprocess.Popen([binary, "serve", "--config", str(cfg)], cwd=work, stdin=subprocess.DEVNULL,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"})
+    wait_port(port, proc, log)
+    return proc, f"{host}:{port}"
+
+
 def start_tansu(binary, work):
     port = free_port()
     log = work / "tansu.log"

@@ -239,47 +239,6 @@ def workload_java(tools, target, who, partitions, size, n, a):
 # servers
 
 
-def kgate_upstream_config(work, kafka_bootstrap, secure, users_file, certs):
-    """kgate in front of the Kafka node (id 1): one client listener with port-per-broker addressing."""
-    port, broker_port = bench.free_port(), bench.free_port()
-    host = "localhost" if secure else "127.0.0.1"
-    listener = f"""[[listeners]]
-name = "CLIENTS"
-bind = "127.0.0.1:{port}"
-advertised = "{host}:{port}"
-security_protocol = "{'SASL_SSL' if secure else 'PLAINTEXT'}"
-"""
-    if secure:
-        listener += f"""sasl_enabled_mechanisms = ["SCRAM-SHA-512"]
-tls = {{ cert = "{certs / 'server.pem'}", key = "{certs / 'server.key'}" }}
-"""
-    listener += f"""[listeners.broker_addresses]
-scheme = "port_per_broker"
-base_port = {broker_port}
-brokers = {{ "1" = "{host}:{broker_port}" }}
-"""
-    cfg = work / "kgate.toml"
-    cfg.write_text(f"""data_dir = "{work / 'data'}"
-{listener}
-[backend]
-kind = "upstream"
-bootstrap = ["{kafka_bootstrap}"]
-[security]
-users_file = "{users_file}"
-""")
-    return cfg, port, f"{host}:{port}"
-
-
-def start_kgate_upstream(binary, work, kafka_bootstrap, secure, users_file, certs):
-    work.mkdir(parents=True, exist_ok=True)
-    cfg, port, bootstrap = kgate_upstream_config(work, kafka_bootstrap, secure, users_file, certs)
-    log = work / "kgate.log"
-    proc = subprocess.Popen([binary, "serve", "--config", str(cfg)], cwd=work, stdin=subprocess.DEVNULL,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"})
-    bench.wait_port(port, proc, log)
-    return proc, bootstrap
-
-
 def alive(name, proc):
     if proc.poll() is not None:
         raise Failed(f"{name} exited with {proc.returncode} during the run")
@@ -363,8 +322,10 @@ def run_round(rnd, a, ctx):
 
         # ---- B: kgate in front of Kafka vs Kafka direct
         for mode in ("kgate", "kgate-sasl-ssl"):
-            proc, bootstrap = start_kgate_upstream(a.kgate, work / mode, kafka.bootstrap("CLIENT"),
-                                                   mode.endswith("ssl"), ctx["users_file"], ctx["certs"])
+            secure = mode.endswith("ssl")
+            proc, bootstrap = bench.start_kgate_upstream(a.kgate, work / mode, kafka.bootstrap("CLIENT"), 1, secure,
+                                                         ctx["users_file"], ctx["certs"],
+                                                         host="localhost" if secure else "127.0.0.1")
             upstream[mode] = (proc, bootstrap)
         targets = {}
         for mode in MODES:

@@ -26,40 +26,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def start_kgate_upstream(binary, work, tansu_port, secure):
-    port = bench.free_port()
-    broker_port = bench.free_port()
-    listener = f"""[[listeners]]
-name = "CLIENTS"
-bind = "127.0.0.1:{port}"
-advertised = "localhost:{port}"
-security_protocol = "{'SASL_SSL' if secure else 'PLAINTEXT'}"
-"""
-    if secure:
-        listener += f"""sasl_enabled_mechanisms = ["SCRAM-SHA-512"]
-tls = {{ cert = "{work / 'certs' / 'server.pem'}", key = "{work / 'certs' / 'server.key'}" }}
-"""
-    # Tansu's node id is 111; an explicit entry keeps the port free of base_port arithmetic.
-    listener += f"""[listeners.broker_addresses]
-scheme = "port_per_broker"
-base_port = {broker_port}
-brokers = {{ "111" = "localhost:{broker_port}" }}
-"""
-    cfg = work / "kgate.toml"
-    cfg.write_text(f"""{listener}
-[backend]
-kind = "upstream"
-bootstrap = ["127.0.0.1:{tansu_port}"]
-[security]
-users_file = "{work / 'users.toml'}"
-""")
-    log = work / "kgate.log"
-    proc = subprocess.Popen([binary, "serve", "--config", str(cfg)], cwd=work, stdin=subprocess.DEVNULL,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"})
-    bench.wait_port(port, proc, log)
-    return proc, port
-
-
 def run_client(bootstrap, size, n, rate, lat_n, conf):
     args = [sys.executable, str(HERE / "client.py"), "--bootstrap", bootstrap, "--size", str(size), "--n", str(n),
             "--rate", str(rate), "--lat-n", str(lat_n)]
@@ -84,8 +50,9 @@ def run_mode(mode, a, sizes, counts, secrets):
             secure = mode == "kgate-sasl-ssl"
             shutil.copytree(secrets / "certs", work / "certs")
             shutil.copy(secrets / "users.toml", work / "users.toml")
-            kgate, port = start_kgate_upstream(a.kgate, work, tansu_port, secure)
-            bootstrap = f"localhost:{port}"
+            # Tansu's node id is 111.
+            kgate, bootstrap = bench.start_kgate_upstream(a.kgate, work, f"127.0.0.1:{tansu_port}", 111, secure,
+                                                          work / "users.toml", work / "certs")
             if secure:
                 conf = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
                         "sasl.username": "bench", "sasl.password": (secrets / "password").read_text().strip(),

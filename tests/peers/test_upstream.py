@@ -25,7 +25,8 @@ from peerlib import (assert_closed_by_server, consume_all, kcat, kstr, raw_call,
                      to_toml)
 from seclib import (ClientSec, auth_events, cert_events, certs_dev, provision, sasl_plaintext, secure_kgate,
                     ssl_listener)
-from upstreamlib import Kafka09, MockCluster, Tansu, free_port_block, run_kgate_expecting_failure, upstream_kgate
+from upstreamlib import (Kafka09, MockCluster, Tansu, brokers_seen, free_port_block, run_kgate_expecting_failure,
+                         upstream_kgate, wait_broker_served)
 
 N = 600
 
@@ -35,11 +36,6 @@ def mock3():
     m = MockCluster(3, topics=("spread:6",))
     yield m
     m.stop()
-
-
-def brokers_seen(bootstrap: str, extra: dict | None = None) -> dict[int, str]:
-    md = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})}).list_topics(timeout=20)
-    return {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
 
 
 def create_topic_via(bootstrap: str, name: str, partitions: int, extra: dict | None = None) -> None:
@@ -148,18 +144,7 @@ def test_acks_0_is_forwarded_without_waiting_for_an_answer(kgate_factory, mock3)
 def test_a_broker_that_joins_gets_its_own_port(kgate_factory, mock3):
     k = upstream_kgate(kgate_factory, mock3.bootstrap, backend={"metadata_refresh_ms": 200})
     mock3.command("add 4")
-    deadline = time.monotonic() + 20
-    while True:
-        seen = brokers_seen(k.bootstrap)
-        try:
-            socket.create_connection(("127.0.0.1", k.base_port + 4), timeout=1).close()
-            listening = True
-        except OSError:
-            listening = False
-        if 4 in seen and listening:
-            break
-        assert time.monotonic() < deadline, f"broker 4 not served after 20 s: metadata {seen}, port open {listening}"
-        time.sleep(0.2)
+    seen = wait_broker_served(k, 4, timeout=20)
     assert seen[4] == f"127.0.0.1:{k.base_port + 4}"
     # The new port leads to broker 4, which answers Metadata like the others.
     assert brokers_seen(f"127.0.0.1:{k.base_port + 4}")[4] == f"127.0.0.1:{k.base_port + 4}"

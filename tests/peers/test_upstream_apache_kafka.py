@@ -23,7 +23,7 @@ from apache_kafka import ADMIN_USER, LEADER_ELECTION, Listener
 from krblib import CLIENT_PRINCIPAL, _environ, kdc  # noqa: F401
 from peerlib import kcat, kstr, raw_call
 from seclib import certs_dev
-from upstreamlib import upstream_kgate
+from upstreamlib import brokers_seen, upstream_kgate, wait_broker_served
 
 N = 2000
 SCRAM_USER, SCRAM_PASSWORD = "kgate", "kgate-upstream-secret"
@@ -57,11 +57,6 @@ def leaders(cluster, name: str, timeout: float = 30.0) -> dict[int, int]:
             return found
         assert time.monotonic() < deadline, f"topic {name} has no leaders after {timeout} s: {found}"
         time.sleep(0.2)
-
-
-def brokers_seen(bootstrap: str) -> dict[int, str]:
-    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=20)
-    return {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
 
 
 class BackgroundProducer:
@@ -190,7 +185,6 @@ def test_sni_routing_to_real_kafka(kgate_factory, kgate_bin, cluster, tmp_path, 
     """One TLS port, broker N named broker-N.kgate.test (kafka-python sends the name as SNI; *.kgate.test is
     resolved to 127.0.0.1 in this process only). Leaders are on all three brokers."""
     from kafka import KafkaConsumer, KafkaProducer
-    from kafka import TopicPartition as KTP
 
     create_topic(cluster, "sni", 6)
     names = ["bootstrap.kgate.test"] + [f"broker-{i}.kgate.test" for i in (1, 2, 3)]
@@ -322,18 +316,7 @@ def test_a_broker_added_to_the_cluster_gets_a_port(kgate_factory, cluster):
     k = upstream_kgate(kgate_factory, cluster.bootstrap("CLIENT").split(","), brokers=4, backend={"metadata_refresh_ms": 500})
     node = cluster.add_broker()
     assert node.id == 4
-    deadline = time.monotonic() + 30
-    while True:
-        seen = brokers_seen(k.bootstrap)
-        try:
-            socket.create_connection(("127.0.0.1", k.base_port + 4), timeout=1).close()
-            listening = True
-        except OSError:
-            listening = False
-        if 4 in seen and listening:
-            break
-        assert time.monotonic() < deadline, f"broker 4 not served after 30 s: metadata {seen}, port open {listening}"
-        time.sleep(0.2)
+    seen = wait_broker_served(k, 4)
     assert seen[4] == f"127.0.0.1:{k.base_port + 4}"
     assert create_topic(cluster, "on-four", 1, assignment=[[4]]) == {0: 4}
     p = Producer({"bootstrap.servers": k.bootstrap, "acks": "all"})

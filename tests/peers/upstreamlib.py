@@ -175,6 +175,31 @@ class Kafka09:
         stop_pid(self.zk)
 
 
+def brokers_seen(bootstrap: str, extra: dict | None = None) -> dict[int, str]:
+    """Broker id -> HOST:PORT, as Metadata through `bootstrap` lists them."""
+    from confluent_kafka.admin import AdminClient
+    md = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})}).list_topics(timeout=20)
+    return {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
+
+
+def wait_broker_served(k: Kgate, node_id: int, timeout: float = 30.0) -> dict[int, str]:
+    """Until kgate lists broker `node_id` in Metadata and listens on its port (base_port + id); returns the
+    brokers Metadata lists then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = brokers_seen(k.bootstrap)
+        try:
+            socket.create_connection(("127.0.0.1", k.base_port + node_id), timeout=1).close()
+            listening = True
+        except OSError:
+            listening = False
+        if node_id in seen and listening:
+            return seen
+        assert time.monotonic() < deadline, \
+            f"broker {node_id} not served after {timeout} s: metadata {seen}, port open {listening}"
+        time.sleep(0.2)
+
+
 def upstream_kgate(kgate_factory, bootstrap: str | list[str], listeners: list[dict] | None = None,
                    backend: dict | None = None, security: dict | None = None, brokers: int = 3,
                    start: bool = True) -> Kgate:
