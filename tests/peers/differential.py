@@ -106,10 +106,13 @@ class Client:
                 f"{self.target.name}: topic {logical} {'not listed' if present else 'still listed'} after {timeout}s"
             time.sleep(0.1)
 
-    def offsets(self, logical: str, partitions: int, spec: str) -> dict[int, int | str]:
-        """ListOffsets `spec` ("earliest"/"latest") per partition: the offset, or the error name."""
+    def offsets(self, logical: str, partitions: int, spec: str, timestamp: int | None = None) -> dict[int, int | str]:
+        """ListOffsets `spec` ("earliest", "latest", "max_timestamp", or "for_timestamp" with `timestamp`) per
+        partition: the offset, or the error name."""
         name = self.topic(logical)
-        want = {TopicPartition(name, p): getattr(OffsetSpec, spec)() for p in range(partitions)}
+        make = getattr(OffsetSpec, spec)
+        want = {TopicPartition(name, p): make(timestamp) if timestamp is not None else make()
+                for p in range(partitions)}
         out: dict[int, int | str] = {}
         for tp, fut in self.admin.list_offsets(want, request_timeout=30).items():
             try:
@@ -120,8 +123,17 @@ class Client:
 
     # -- data
 
-    def produce(self, logical: str, records: list[tuple[int, bytes | None, bytes]], **settings) -> list[tuple]:
-        """Produces (partition, key, value) records with acks=all, in order; returns per record
+    def create_partitions(self, logical: str, total: int) -> str:
+        from confluent_kafka.admin import NewPartitions
+        name = self.topic(logical)
+        try:
+            self.admin.create_partitions([NewPartitions(name, total)], request_timeout=30)[name].result(30)
+        except KafkaException as e:
+            return error_name(e)
+        return "NONE"
+
+    def produce(self, logical: str, records: list[tuple], **settings) -> list[tuple]:
+        """Produces (partition, key, value[, timestamp ms]) records with acks=all, in order; returns per record
         (partition, offset, error name)."""
         name = self.topic(logical)
         results: list = [None] * len(records)
@@ -132,8 +144,9 @@ class Client:
             return cb
 
         p = Producer(self.conf(**{"acks": "all", "linger.ms": 5, "enable.idempotence": True, **settings}))
-        for i, (partition, key, value) in enumerate(records):
-            p.produce(name, value, key=key, partition=partition, on_delivery=report(i))
+        for i, (partition, key, value, *timestamp) in enumerate(records):
+            p.produce(name, value, key=key, partition=partition, on_delivery=report(i),
+                      **({"timestamp": timestamp[0]} if timestamp else {}))
             p.poll(0)
         assert p.flush(60) == 0, f"{self.target.name}: records unacknowledged after 60 s"
         return results

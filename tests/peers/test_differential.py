@@ -61,6 +61,27 @@ def produce_consume_scenario(c: Client) -> dict:
     }
 
 
+def partitions_and_timestamps_scenario(c: Client) -> dict:
+    seen = {"create 1 partition": c.create_topic("grow", 1)}
+    seen["grow to 3"] = c.create_partitions("grow", 3)
+    seen["shrink to 2"] = c.create_partitions("grow", 2)
+    seen["same count"] = c.create_partitions("grow", 3)
+    seen["grow a missing topic"] = c.create_partitions("never", 2)
+    deadline = time.monotonic() + 20
+    while c.metadata_topics().get("grow") != 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    seen["metadata after growing"] = c.metadata_topics()
+    # Explicit timestamps, out of order within the partition: max_timestamp must find the largest.
+    base = 1_700_000_000_000
+    stamps = [base + 5_000, base + 1_000, base + 9_000, base + 3_000, base + 7_000]
+    seen["produced"] = c.produce("grow", [(1, None, f"t{i}".encode(), ts) for i, ts in enumerate(stamps)])
+    for label, ts in (("before all", base), ("between", base + 4_000), ("exact", base + 7_000), ("after all", base + 10_000)):
+        seen[f"offset for timestamp {label}"] = c.offsets("grow", 3, "for_timestamp", ts)
+    seen["max timestamp"] = c.offsets("grow", 3, "max_timestamp")
+    seen["latest"] = c.offsets("grow", 3, "latest")
+    return seen
+
+
 def group_state(c: Client, group: str) -> dict:
     fut = c.admin.describe_consumer_groups([c.group(group)], request_timeout=30)[c.group(group)]
     try:
@@ -119,7 +140,8 @@ def groups_scenario(c: Client) -> dict:
     return seen
 
 
-@pytest.mark.parametrize("scenario", [topics_scenario, produce_consume_scenario, groups_scenario],
+@pytest.mark.parametrize("scenario", [topics_scenario, produce_consume_scenario, partitions_and_timestamps_scenario,
+                                      groups_scenario],
                          ids=lambda s: s.__name__)
 def test_same_answers_as_apache_kafka(targets, scenario):
     seen = run_differential(scenario, targets)
