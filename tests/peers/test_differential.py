@@ -82,6 +82,17 @@ def partitions_and_timestamps_scenario(c: Client) -> dict:
     return seen
 
 
+def topic_configs_scenario(c: Client) -> dict:
+    """DescribeConfigs of a topic created with two overrides: value, source, default, read-only, sensitive."""
+    from confluent_kafka.admin import ConfigResource
+    assert c.create_topic("cfg", 1, config={"retention.ms": "3600000", "max.message.bytes": "2000000"}) == "NONE"
+    resource = ConfigResource("TOPIC", c.topic("cfg"))
+    configs = c.admin.describe_configs([resource], request_timeout=30)[resource].result(30)
+    keys = ["retention.ms", "max.message.bytes", "cleanup.policy", "segment.bytes", "retention.bytes", "segment.ms"]
+    return {k: [configs[k].value, str(configs[k].source), configs[k].is_default, configs[k].is_read_only,
+                configs[k].is_sensitive] if k in configs else "absent" for k in keys}
+
+
 def group_state(c: Client, group: str) -> dict:
     fut = c.admin.describe_consumer_groups([c.group(group)], request_timeout=30)[c.group(group)]
     try:
@@ -141,7 +152,7 @@ def groups_scenario(c: Client) -> dict:
 
 
 @pytest.mark.parametrize("scenario", [topics_scenario, produce_consume_scenario, partitions_and_timestamps_scenario,
-                                      groups_scenario],
+                                      topic_configs_scenario, groups_scenario],
                          ids=lambda s: s.__name__)
 def test_same_answers_as_apache_kafka(targets, scenario):
     seen = run_differential(scenario, targets)
