@@ -77,6 +77,9 @@ pub enum AclsCommand {
         /// A super user (repeat for more), as [security] super_users.
         #[arg(long = "super-user", value_name = "PRINCIPAL")]
         super_users: Vec<String>,
+        /// The server's configuration file: its [security] super_users are super users here too.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Allow an action on a resource no binding matches (Kafka's allow.everyone.if.no.acl.found).
         #[arg(long)]
         allow_everyone_if_no_acl_found: bool,
@@ -153,9 +156,15 @@ pub fn execute(cmd: AclsCommand) -> Result<(u8, String), CliError> {
             transactional_id,
             cluster,
             host,
-            super_users,
+            mut super_users,
+            config,
             allow_everyone_if_no_acl_found,
         } => {
+            if let Some(config) = config {
+                let loaded =
+                    crate::config::Config::load(&config).map_err(|e| usage(format!("{}: {e}", config.display())))?;
+                super_users.extend(loaded.security.super_users);
+            }
             let operation = parse_operation(&operation).map_err(usage)?;
             check_principal(&principal).map_err(usage)?;
             for p in &super_users {

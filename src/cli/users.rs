@@ -59,16 +59,14 @@ Credentials for other mechanisms of the same user are kept.")]
         /// Read the password from stdin (one line) instead of asking on the terminal.
         #[arg(long)]
         password_stdin: bool,
-        /// The users file (created if missing).
-        #[arg(long, value_name = "FILE")]
-        users_file: PathBuf,
+        #[command(flatten)]
+        file: UsersFileArg,
     },
     /// List users with their mechanisms and iteration counts (never secrets).
     #[command(after_help = FILE_HELP)]
     List {
-        /// The users file.
-        #[arg(long, value_name = "FILE")]
-        users_file: PathBuf,
+        #[command(flatten)]
+        file: UsersFileArg,
     },
     /// Remove a user, or only one of its SCRAM credentials.
     #[command(after_help = FILE_HELP)]
@@ -79,10 +77,46 @@ Credentials for other mechanisms of the same user are kept.")]
         /// Remove only this mechanism's credential; `all` removes the user.
         #[arg(long, value_enum, default_value_t = MechanismChoice::All, ignore_case = true)]
         mechanism: MechanismChoice,
-        /// The users file.
-        #[arg(long, value_name = "FILE")]
-        users_file: PathBuf,
+        #[command(flatten)]
+        file: UsersFileArg,
     },
+}
+
+/// Which users file: named directly, or the one the server reads (`[security] users_file` of its
+/// configuration; a relative path is taken from the current directory, as `kgate serve` takes it).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct UsersFileArg {
+    /// The users file (created by add if missing).
+    #[arg(long, value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+    /// The server's configuration file: its [security] users_file is the one managed.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl UsersFileArg {
+    pub fn resolve(&self) -> Result<PathBuf, CliError> {
+        match (&self.users_file, &self.config) {
+            (Some(file), _) => Ok(file.clone()),
+            (None, Some(config)) => {
+                let config = crate::config::Config::load(config).map_err(|e| CliError {
+                    message: format!("{}: {e}", config.display()),
+                    exit_code: 64,
+                })?;
+                config.security.users_file.ok_or_else(|| CliError {
+                    message: "the configuration has no [security] users_file: add one (e.g. users_file = \
+                              \"users.toml\") or give --users-file"
+                        .into(),
+                    exit_code: 64,
+                })
+            }
+            (None, None) => Err(CliError {
+                message: "give --users-file FILE or --config kgate.toml".into(),
+                exit_code: 64,
+            }),
+        }
+    }
 }
 
 /// Where passwords come from. [`execute`] never prints or stores what it reads here.
@@ -186,14 +220,10 @@ pub fn execute(cmd: UsersCommand, terminal: &mut dyn Terminal) -> Result<String,
             mechanism,
             iterations,
             password_stdin,
-            users_file,
-        } => add(&name, mechanism, iterations, password_stdin, &users_file, terminal),
-        UsersCommand::List { users_file } => list(&users_file),
-        UsersCommand::Remove {
-            name,
-            mechanism,
-            users_file,
-        } => remove(&name, mechanism, &users_file),
+            file,
+        } => add(&name, mechanism, iterations, password_stdin, &file.resolve()?, terminal),
+        UsersCommand::List { file } => list(&file.resolve()?),
+        UsersCommand::Remove { name, mechanism, file } => remove(&name, mechanism, &file.resolve()?),
     }
 }
 
@@ -411,6 +441,49 @@ mod tests {
 
     fn exec(args: &[&str], term: &mut FakeTerminal) -> Result<String, CliError> {
         execute(parse(args).expect("arguments parse"), term)
+    }
+
+    #[test]
+    fn the_servers_config_names_the_users_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let users = dir.path().join("server-users.toml");
+        let config = dir.path().join("kgate.toml");
+        std::fs::write(
+            &config,
+            format!("[security]\nusers_file = {:?}\n", users.display().to_string()),
+        )
+        .expect("write");
+        let config_arg = config.to_string_lossy().into_owned();
+        let out = exec(
+            &["add", "carol", "--password-stdin", "--config", &config_arg],
+            &mut stdin("pw-123456\n"),
+        )
+        .expect("add through --config");
+        assert!(out.contains("carol") && users.is_file(), "{out}");
+        let listed = exec(&["list", "--config", &config_arg], &mut stdin("")).expect("list");
+        assert!(listed.contains("carol"), "{listed}");
+        exec(&["remove", "carol", "--config", &config_arg], &mut stdin("")).expect("remove");
+        assert!(
+            !exec(&["list", "--users-file", &users.to_string_lossy()], &mut stdin(""))
+                .expect("list")
+                .contains("carol")
+        );
+
+        std::fs::write(&config, "[broker]\nnode_id = 1\n").expect("write");
+        let e = exec(&["list", "--config", &config_arg], &mut stdin("")).expect_err("no users_file");
+        assert!(
+            e.exit_code == 64 && e.message.contains("no [security] users_file"),
+            "{}",
+            e.message
+        );
+        std::fs::write(&config, "[security]\nno_such_key = 1\n").expect("write");
+        let e = exec(&["list", "--config", &config_arg], &mut stdin("")).expect_err("broken config");
+        assert!(e.exit_code == 64 && e.message.contains("kgate.toml"), "{}", e.message);
+        assert!(parse(&["list"]).is_err(), "a users file or a config is required");
+        assert!(
+            parse(&["list", "--users-file", "a", "--config", "b"]).is_err(),
+            "not both"
+        );
     }
 
     #[test]
