@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 import time
@@ -23,10 +22,10 @@ from confluent_kafka.admin import AdminClient
 
 from peerlib import (assert_closed_by_server, consume_all, kcat, kstr, raw_call, raw_connect, recv_frame, request_frame,
                      to_toml)
-from seclib import (ClientSec, auth_events, cert_events, certs_dev, provision, sasl_plaintext, secure_kgate,
+from seclib import (ClientSec, auth_events, cert_events, provision, sasl_plaintext, secure_kgate,
                     ssl_listener)
 from upstreamlib import (Kafka09, MockCluster, Tansu, brokers_seen, free_port_block, run_kgate_expecting_failure,
-                         upstream_kgate, wait_broker_served)
+                         sni_kgate, upstream_kgate, wait_broker_served)
 
 N = 600
 
@@ -169,22 +168,7 @@ def test_sni_routing_with_kafka_python(kgate_factory, kgate_bin, mock3, tmp_path
     to leaders on all three brokers over the one port: a wrong route would be answered NOT_LEADER forever."""
     from kafka import KafkaConsumer, KafkaProducer
 
-    names = ["bootstrap.kgate.test"] + [f"broker-{i}.kgate.test" for i in (1, 2, 3)]
-    certs = certs_dev(kgate_bin, tmp_path / "certs", sans=tuple(names))
-    k = kgate_factory(start=False)
-    listeners = [{"name": "TLS", "bind": f"127.0.0.1:{k.port}", "advertised": f"bootstrap.kgate.test:{k.port}",
-                  "security_protocol": "SSL", "tls": {"cert": certs.server_cert, "key": certs.server_key},
-                  "broker_addresses": {"scheme": "sni", "pattern": "broker-{id}.kgate.test"}}]
-    k = upstream_kgate(lambda start: k, mock3.bootstrap, listeners=listeners)
-
-    real = socket.getaddrinfo
-
-    def resolve(host, *args, **kwargs):
-        if isinstance(host, str) and host.endswith(".kgate.test"):
-            host = "127.0.0.1"
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    k, certs = sni_kgate(kgate_factory, kgate_bin, tmp_path, mock3.bootstrap, monkeypatch)
     tls = {"security_protocol": "SSL", "ssl_cafile": certs.ca, "ssl_check_hostname": True}
     bootstrap = f"bootstrap.kgate.test:{k.port}"
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **tls)

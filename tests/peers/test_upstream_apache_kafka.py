@@ -11,7 +11,6 @@ offers SCRAM-SHA-512 and GSSAPI (a private MIT KDC). kgate instances are made pe
 """
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -22,8 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from apache_kafka import ADMIN_USER, LEADER_ELECTION, Listener
 from krblib import CLIENT_PRINCIPAL, _environ, kdc  # noqa: F401
 from peerlib import kcat, kstr, raw_call
-from seclib import certs_dev
-from upstreamlib import brokers_seen, upstream_kgate, wait_broker_served
+from upstreamlib import brokers_seen, sni_kgate, upstream_kgate, wait_broker_served
 
 N = 2000
 SCRAM_USER, SCRAM_PASSWORD = "kgate", "kgate-upstream-secret"
@@ -187,16 +185,7 @@ def test_sni_routing_to_real_kafka(kgate_factory, kgate_bin, cluster, tmp_path, 
     from kafka import KafkaConsumer, KafkaProducer
 
     create_topic(cluster, "sni", 6)
-    names = ["bootstrap.kgate.test"] + [f"broker-{i}.kgate.test" for i in (1, 2, 3)]
-    certs = certs_dev(kgate_bin, tmp_path / "certs", sans=tuple(names))
-    base = kgate_factory(start=False)
-    listeners = [{"name": "TLS", "bind": f"127.0.0.1:{base.port}", "advertised": f"bootstrap.kgate.test:{base.port}",
-                  "security_protocol": "SSL", "tls": {"cert": certs.server_cert, "key": certs.server_key},
-                  "broker_addresses": {"scheme": "sni", "pattern": "broker-{id}.kgate.test"}}]
-    k = upstream_kgate(lambda start: base, cluster.bootstrap("CLIENT").split(","), listeners=listeners)
-    real = socket.getaddrinfo
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **kw: real(
-        "127.0.0.1" if isinstance(host, str) and host.endswith(".kgate.test") else host, *a, **kw))
+    k, certs = sni_kgate(kgate_factory, kgate_bin, tmp_path, cluster.bootstrap("CLIENT").split(","), monkeypatch)
     tls = {"security_protocol": "SSL", "ssl_cafile": certs.ca, "ssl_check_hostname": True}
     bootstrap = f"bootstrap.kgate.test:{k.port}"
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **tls)

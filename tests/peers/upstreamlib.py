@@ -224,6 +224,27 @@ def upstream_kgate(kgate_factory, bootstrap: str | list[str], listeners: list[di
     return k
 
 
+SNI_DOMAIN = "kgate.test"
+
+
+def sni_kgate(kgate_factory, kgate_bin: str, workdir: Path, bootstrap, monkeypatch):
+    """kgate in front of `bootstrap` with one TLS port routed by SNI: bootstrap.kgate.test and broker-N.kgate.test
+    (a certificate for those names), the names resolved to 127.0.0.1 in this test process only (getaddrinfo
+    patched through `monkeypatch`). Returns the kgate and its certificates (certs.ca for the clients)."""
+    from seclib import certs_dev
+    names = [f"bootstrap.{SNI_DOMAIN}"] + [f"broker-{i}.{SNI_DOMAIN}" for i in (1, 2, 3)]
+    certs = certs_dev(kgate_bin, Path(workdir) / "certs", sans=tuple(names))
+    k = kgate_factory(start=False)
+    listeners = [{"name": "TLS", "bind": f"127.0.0.1:{k.port}", "advertised": f"bootstrap.{SNI_DOMAIN}:{k.port}",
+                  "security_protocol": "SSL", "tls": {"cert": certs.server_cert, "key": certs.server_key},
+                  "broker_addresses": {"scheme": "sni", "pattern": "broker-{id}." + SNI_DOMAIN}}]
+    k = upstream_kgate(lambda start: k, bootstrap, listeners=listeners)
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **kw: real(
+        "127.0.0.1" if isinstance(host, str) and host.endswith("." + SNI_DOMAIN) else host, *a, **kw))
+    return k, certs
+
+
 def run_kgate_expecting_failure(kgate_bin: str, config_path: Path, timeout: float = 60.0) -> subprocess.CompletedProcess:
     return subprocess.run([kgate_bin, "serve", "--config", str(config_path)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
