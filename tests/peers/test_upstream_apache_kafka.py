@@ -83,10 +83,12 @@ class BackgroundProducer:
             self.sent += 1
             self._producer.poll(0.002)
 
-    def wait_acked(self, count: int, timeout: float = 60.0) -> None:
+    def wait_more(self, count: int, timeout: float = 60.0) -> None:
+        """Until `count` more records than now are acknowledged."""
+        want = len(self.acked) + count
         deadline = time.monotonic() + timeout
-        while len(self.acked) < count:
-            assert time.monotonic() < deadline, f"only {len(self.acked)} of {count} records acknowledged"
+        while len(self.acked) < want:
+            assert time.monotonic() < deadline, f"only {len(self.acked)} of {want} records acknowledged"
             time.sleep(0.05)
 
     def stop(self) -> list[int]:
@@ -218,12 +220,11 @@ def test_leaders_moved_while_producing_and_consuming(kgate_factory, cluster):
     consumer = BackgroundConsumer(k.bootstrap, "moving", "moving-live")
     producer = BackgroundProducer(k.bootstrap, "moving")
     try:
-        producer.wait_acked(500)
+        producer.wait_more(500)
         cluster.stop_node(2)
         after_stop = leaders(cluster, "moving")
         assert all(after_stop[p] != 2 for p in moved), f"leaders did not move off broker 2: {after_stop}"
-        mark = len(producer.acked)
-        producer.wait_acked(mark + 500)
+        producer.wait_more(500)
         cluster.start_node(2)
         cp = cluster.tool(LEADER_ELECTION, "--bootstrap-server", cluster.bootstrap("INTERNAL"),
                           "--admin.config", str(cluster.admin_properties()), "--election-type", "preferred",
@@ -233,8 +234,7 @@ def test_leaders_moved_while_producing_and_consuming(kgate_factory, cluster):
         while any(leaders(cluster, "moving")[p] != 2 for p in moved):
             assert time.monotonic() < deadline, "preferred leaders not back on broker 2 after 60 s"
             time.sleep(0.5)
-        mark = len(producer.acked)
-        producer.wait_acked(mark + 500)
+        producer.wait_more(500)
     finally:
         acked = producer.stop()
     assert not producer.errors, f"{len(producer.errors)} delivery errors: {producer.errors[:5]}"
@@ -251,13 +251,11 @@ def test_broker_killed_and_restarted_mid_produce(kgate_factory, cluster):
     k = upstream_kgate(kgate_factory, cluster.bootstrap("CLIENT").split(","))
     producer = BackgroundProducer(k.bootstrap, "killed")
     try:
-        producer.wait_acked(1000)
+        producer.wait_more(1000)
         cluster.kill_node(3)
-        mark = len(producer.acked)
-        producer.wait_acked(mark + 1000)  # min.insync.replicas=2 of 3: acks=all goes on with two brokers
+        producer.wait_more(1000)  # min.insync.replicas=2 of 3: acks=all goes on with two brokers
         cluster.start_node(3)
-        mark = len(producer.acked)
-        producer.wait_acked(mark + 1000)
+        producer.wait_more(1000)
     finally:
         acked = producer.stop()
     assert not producer.errors, f"{len(producer.errors)} delivery errors: {producer.errors[:5]}"
